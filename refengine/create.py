@@ -1,0 +1,352 @@
+"""``POST /feedback/create``: the validation chain and the row it produces.
+
+:func:`prepare_row` runs production's checks in production's order (the first
+failure is reported, as :class:`InvalidRequest`), processes the payload, and
+returns the row to store with the response to send. It writes nothing: the engine
+stores the rows of a single create or a whole batch only once every item passed.
+
+Steps (spec/SEMANTICS.md, "Create"):
+
+1. a user id is known;
+2. fixed payload schemas (``wandb.reaction.1``, ``wandb.note.1``);
+3. type-specific ref rules (annotation / runnable / agent monitor / other);
+4. scorer columns reserved to scorer feedback types;
+5. agent user feedback needs tags;
+6. ref formats (and the annotation ref's project);
+7. agent targets: span ids checked against, or filled from, the weave_ref;
+8. payload processing (reaction emoji), finiteness, JSON text, 1 MiB limit;
+9. the status code is a known enum value; the row is stamped and built.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import emoji
+from pydantic import BaseModel, Field, ValidationError
+
+from . import errors
+from .errors import InvalidRequest, format_message
+from .models import FeedbackCreateReq, FeedbackCreateRes
+from .refs import parse_agent_ref, parse_ref
+from .rows import STATUS_CODES, FeedbackRow, datetime_to_us, make_row
+
+MAX_PAYLOAD_CHARS = 1 << 20  # 1 MiB of json.dumps output
+SCORER_TYPES_PREFIX = "wandb.runnable"
+AGENT_MONITOR = "wandb.agent_monitor"
+AGENT_USER_FEEDBACK = "wandb.agent_user_feedback"
+SCORER_FIELDS = (
+    "scorer_tags",
+    "scorer_tag_reasons",
+    "scorer_tag_confidences",
+    "scorer_ratings",
+    "scorer_rating_reasons",
+    "scorer_rating_confidences",
+)
+_SKIN_TONES = dict.fromkeys(range(127995, 128000))
+
+
+# --- fixed payload schemas (extra keys are allowed, as in production) ---------------
+
+
+class _ReactionPayload(BaseModel):
+    emoji: str
+
+
+class _NotePayload(BaseModel):
+    note: str = Field(min_length=1, max_length=1024)
+
+
+class _AnnotationPayload(BaseModel):
+    value: Any
+
+
+class _RunnablePayload(BaseModel):
+    output: Any
+
+
+_FIXED_SCHEMAS: dict[str, type[BaseModel]] = {
+    "wandb.reaction.1": _ReactionPayload,
+    "wandb.note.1": _NotePayload,
+}
+
+
+@dataclass(frozen=True)
+class PreparedCreate:
+    """A validated create: the row to store and the response to return."""
+
+    row: FeedbackRow
+    response: FeedbackCreateRes
+
+
+IdFactory = Callable[[], str]
+
+
+def uuid7() -> str:
+    """A new UUIDv7 string: 48-bit Unix ms timestamp, version 7, 74 random bits."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def prepare_row(
+    req: FeedbackCreateReq,
+    *,
+    now: datetime,
+    default_user_id: str | None,
+    new_id: IdFactory = uuid7,
+) -> PreparedCreate:
+    """Validate ``req`` and build its row, stamped ``now``. Raises InvalidRequest.
+
+    Runs in time linear in the size of the request (the payload is walked once for
+    non-finite numbers and serialised once).
+    """
+    # 1. the user
+    user_id = req.wb_user_id if req.wb_user_id is not None else default_user_id
+    if user_id is None:
+        raise InvalidRequest(errors.NO_USER)
+    ftype = req.feedback_type
+
+    # 2. fixed payload schemas
+    schema = _FIXED_SCHEMAS.get(ftype)
+    if schema is not None:
+        _check_payload(schema, req.payload, ftype)
+
+    # 3. type-specific ref rules
+    _check_type_refs(req)
+
+    # 4. scorer columns are reserved
+    if any(getattr(req, name) for name in SCORER_FIELDS) and not (
+        ftype.startswith(SCORER_TYPES_PREFIX) or ftype in (AGENT_MONITOR, AGENT_USER_FEEDBACK)
+    ):
+        raise InvalidRequest(errors.SCORER_COLUMNS_RESERVED)
+
+    # 5. user feedback on agents carries tags
+    if ftype == AGENT_USER_FEEDBACK and not req.scorer_tags:
+        raise InvalidRequest(errors.USER_FEEDBACK_TAGS_REQUIRED)
+
+    # 6. ref formats
+    _check_ref_formats(req)
+
+    # 7. agent targets
+    conversation_id, trace_id = _resolve_agent_target(req)
+
+    # 8. payload processing and limits
+    payload = _process_payload(req)
+    _reject_non_finite(payload, req)
+    payload_text = _payload_text(payload)
+    if len(payload_text) > MAX_PAYLOAD_CHARS:
+        raise InvalidRequest(errors.PAYLOAD_TOO_LARGE)
+
+    # 9. the status enum (production fails the insert), then the row
+    if req.span_status_code not in STATUS_CODES:
+        raise InvalidRequest(format_message(errors.BAD_STATUS_CODE, value=req.span_status_code))
+    row_id = req.id or new_id()
+    row = make_row(
+        id=row_id,
+        project_id=req.project_id,
+        weave_ref=req.weave_ref,
+        wb_user_id=user_id,
+        creator=req.creator,
+        created_at_us=datetime_to_us(now),
+        feedback_type=ftype,
+        payload=json.loads(payload_text),  # the store's own copy of the stored text
+        annotation_ref=req.annotation_ref,
+        runnable_ref=req.runnable_ref,
+        call_ref=req.call_ref,
+        trigger_ref=req.trigger_ref,
+        queue_id=req.queue_id,
+        scorer_tags=req.scorer_tags,
+        scorer_tag_reasons=req.scorer_tag_reasons,
+        scorer_tag_confidences=req.scorer_tag_confidences,
+        scorer_ratings=req.scorer_ratings,
+        scorer_rating_reasons=req.scorer_rating_reasons,
+        scorer_rating_confidences=req.scorer_rating_confidences,
+        span_agent_name=req.span_agent_name,
+        span_agent_version=req.span_agent_version,
+        span_status_code=req.span_status_code,
+        span_conversation_id=conversation_id,
+        span_trace_id=trace_id,
+        scorer_trace_id=req.scorer_trace_id,
+    )
+    response = FeedbackCreateRes(id=row_id, created_at=now, wb_user_id=user_id, payload=payload)
+    return PreparedCreate(row=row, response=response)
+
+
+def _check_payload(schema: type[BaseModel], payload: dict[str, Any], ftype: str) -> None:
+    try:
+        schema.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidRequest(
+            format_message(errors.INVALID_PAYLOAD, feedback_type=ftype, detail=_brief(exc))
+        ) from None
+
+
+def _brief(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or 'payload'}: {err['msg']}"
+        for err in exc.errors()
+    )
+
+
+def _check_type_refs(req: FeedbackCreateReq) -> None:
+    ftype = req.feedback_type
+    if ftype.startswith("wandb.annotation"):
+        if not ftype.startswith("wandb.annotation."):
+            raise InvalidRequest(
+                format_message(errors.INVALID_ANNOTATION_TYPE, feedback_type=ftype)
+            )
+        if not req.annotation_ref:
+            raise InvalidRequest(errors.ANNOTATION_REF_REQUIRED)
+        name = ftype[len("wandb.annotation.") :]
+        parsed = _parse_kind(req.annotation_ref, "annotation_ref", ("object",))
+        if parsed.name != name:
+            raise InvalidRequest(format_message(errors.ANNOTATION_REF_NAME, name=name))
+        _check_payload(_AnnotationPayload, req.payload, ftype)
+        return
+    if req.annotation_ref is not None:
+        raise InvalidRequest(errors.ANNOTATION_REF_NOT_ALLOWED)
+    if ftype.startswith("wandb.runnable"):
+        if not ftype.startswith("wandb.runnable."):
+            raise InvalidRequest(format_message(errors.INVALID_RUNNABLE_TYPE, feedback_type=ftype))
+        if not req.runnable_ref:
+            raise InvalidRequest(errors.RUNNABLE_REF_REQUIRED)
+        name = ftype[len("wandb.runnable.") :]
+        parsed = _parse_kind(req.runnable_ref, "runnable_ref", ("op", "object"))
+        if parsed.name != name:
+            raise InvalidRequest(format_message(errors.RUNNABLE_REF_NAME, name=name))
+        if parsed.kind == "op" and not req.call_ref:
+            raise InvalidRequest(errors.CALL_REF_REQUIRED_FOR_OPS)
+        _check_payload(_RunnablePayload, req.payload, ftype)
+        return
+    if ftype == AGENT_MONITOR:
+        if not req.runnable_ref:
+            raise InvalidRequest(
+                format_message(errors.AGENT_MONITOR_FIELD_REQUIRED, field="runnable_ref")
+            )
+        for field in ("call_ref", "trigger_ref"):
+            if getattr(req, field) is None:
+                raise InvalidRequest(
+                    format_message(errors.AGENT_MONITOR_FIELD_REQUIRED, field=field)
+                )
+        return
+    for field in ("runnable_ref", "call_ref", "trigger_ref"):
+        if getattr(req, field) is not None:
+            raise InvalidRequest(format_message(errors.NOT_ALLOWED_FOR_NON_RUNNABLE, field=field))
+
+
+_REF_KINDS = {"object": "an object ref", "op": "an op ref", "call": "a call ref"}
+
+
+def _parse_kind(ref: str, field: str, kinds: tuple[str, ...]) -> Any:
+    parsed = parse_ref(ref)
+    if parsed is None or parsed.kind not in kinds:
+        wanted = " or ".join(_REF_KINDS[k] for k in kinds)
+        raise InvalidRequest(format_message(errors.INVALID_REF, ref=ref, field=field, kind=wanted))
+    return parsed
+
+
+def _check_ref_formats(req: FeedbackCreateReq) -> None:
+    # Empty strings are "no ref" here: the agent monitor rule lets "" through.
+    if req.runnable_ref:
+        _parse_kind(req.runnable_ref, "runnable_ref", ("op", "object"))
+    if req.call_ref:
+        _parse_kind(req.call_ref, "call_ref", ("call",))
+    if req.trigger_ref:
+        _parse_kind(req.trigger_ref, "trigger_ref", ("object",))
+    if req.annotation_ref:
+        parsed = _parse_kind(req.annotation_ref, "annotation_ref", ("object",))
+        if parsed.project_id != req.project_id:
+            raise InvalidRequest(
+                format_message(
+                    errors.ANNOTATION_REF_PROJECT, ref=req.annotation_ref, project_id=req.project_id
+                )
+            )
+
+
+def _resolve_agent_target(req: FeedbackCreateReq) -> tuple[str, str]:
+    """Return the (span_conversation_id, span_trace_id) to store."""
+    conversation_id, trace_id = req.span_conversation_id, req.span_trace_id
+    if req.feedback_type not in (AGENT_MONITOR, AGENT_USER_FEEDBACK):
+        return conversation_id, trace_id
+    target = parse_agent_ref(req.weave_ref)
+    if target is None:
+        return conversation_id, trace_id
+    if target.kind == "agent_conversation":
+        if conversation_id and conversation_id != target.ident:
+            raise InvalidRequest(
+                format_message(
+                    errors.CONVERSATION_ID_CONFLICT, given=conversation_id, from_ref=target.ident
+                )
+            )
+        if trace_id:
+            raise InvalidRequest(format_message(errors.TRACE_ID_ON_CONVERSATION, given=trace_id))
+        return target.ident, trace_id
+    if trace_id and trace_id != target.ident:
+        raise InvalidRequest(
+            format_message(errors.TRACE_ID_CONFLICT, given=trace_id, from_ref=target.ident)
+        )
+    return conversation_id, target.ident
+
+
+def _process_payload(req: FeedbackCreateReq) -> dict[str, Any]:
+    payload = dict(req.payload)
+    if req.feedback_type == "wandb.reaction.1":
+        value = payload["emoji"]  # step 2 guarantees a string
+        if emoji.emoji_count(value) != 1:
+            raise InvalidRequest(errors.EMOJI_NOT_ONE)
+        detoned = value.translate(_SKIN_TONES)
+        payload["alias"] = emoji.demojize(value)
+        payload["detoned"] = detoned
+        payload["detoned_alias"] = emoji.demojize(detoned)
+    return payload
+
+
+def _reject_non_finite(payload: dict[str, Any], req: FeedbackCreateReq) -> None:
+    where = _find_non_finite(payload)
+    if where is not None:
+        raise InvalidRequest(
+            format_message(errors.NON_FINITE, where="payload" + where[0], value=where[1])
+        )
+    for name in ("scorer_tag_confidences", "scorer_ratings", "scorer_rating_confidences"):
+        mapping: Mapping[str, float] = getattr(req, name)
+        for key, value in mapping.items():
+            if not math.isfinite(value):
+                raise InvalidRequest(
+                    format_message(errors.NON_FINITE, where=f"{name}[{key!r}]", value=value)
+                )
+
+
+def _find_non_finite(payload: dict[str, Any]) -> tuple[str, float] | None:
+    """The path and value of the first NaN/Infinity, depth first; None if all finite.
+
+    Iterative, so a deeply nested payload cannot exhaust the interpreter stack.
+    """
+    stack: list[tuple[str, Any]] = [("", payload)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return path, value
+        elif isinstance(value, dict):
+            stack.extend((f"{path}.{key}", item) for key, item in reversed(value.items()))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(value))))
+    return None
+
+
+def _payload_text(payload: dict[str, Any]) -> str:
+    """The payload as production stores it: ``json.dumps`` with default settings."""
+    try:
+        return json.dumps(payload)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidRequest(format_message(errors.PAYLOAD_NOT_JSON, detail=exc)) from None

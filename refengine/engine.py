@@ -1,0 +1,161 @@
+"""The :class:`Engine` façade: the trace server's feedback methods, in process.
+
+Each method takes the request model or a plain dict and returns the response model.
+A dict that does not fit the model raises pydantic ``ValidationError``; a semantic
+failure raises :class:`refengine.errors.InvalidRequest`. Writes are all-or-nothing.
+
+Thread safety: one lock guards every write and every window snapshot; folding a
+snapshot happens outside the lock, so queries never block one another for long and
+always see a consistent set of rows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from . import dumpfile
+from .clock import Clock, SystemClock
+from .create import IdFactory, PreparedCreate, prepare_row, uuid7
+from .models import (
+    FeedbackCreateBatchReq,
+    FeedbackCreateBatchRes,
+    FeedbackCreateReq,
+    FeedbackCreateRes,
+)
+from .rows import FeedbackRow
+from .store import ProjectStore
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def coerce_request(model: type[ModelT], req: ModelT | Mapping[str, Any]) -> ModelT:
+    """``req`` as a validated ``model``: instances pass through, anything else is
+    validated (a dict that does not fit raises pydantic ``ValidationError``)."""
+    if isinstance(req, model):
+        return req
+    return model.model_validate(req)
+
+
+class Engine:
+    """An in-memory trace server for the feedback endpoints.
+
+    >>> from refengine import Engine, ManualClock
+    >>> engine = Engine(clock=ManualClock("2024-05-01T12:00:00Z"))
+    >>> res = engine.feedback_create({
+    ...     "project_id": "acme/bot", "weave_ref": "weave:///acme/bot/call/c1",
+    ...     "feedback_type": "custom", "payload": {"score": 0.5}})
+    >>> res.created_at.isoformat(), res.wb_user_id
+    ('2024-05-01T12:00:00+00:00', 'refengine')
+    >>> len(engine.rows("acme/bot"))
+    1
+    """
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        user_id: str = "refengine",
+        id_factory: IdFactory | None = None,
+    ) -> None:
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.user_id = user_id
+        self._new_id: IdFactory = id_factory if id_factory is not None else uuid7
+        self._projects: dict[str, ProjectStore] = {}
+        self._lock = threading.RLock()
+
+    # --- create ----------------------------------------------------------------------
+
+    def feedback_create(self, req: FeedbackCreateReq | Mapping[str, Any]) -> FeedbackCreateRes:
+        """Validate and store one feedback row; see spec/SEMANTICS.md, "Create"."""
+        request = coerce_request(FeedbackCreateReq, req)
+        prepared = self._prepare(request)
+        self._store([prepared.row])
+        return prepared.response
+
+    def feedback_create_batch(
+        self, req: FeedbackCreateBatchReq | Mapping[str, Any]
+    ) -> FeedbackCreateBatchRes:
+        """Validate every item, then store all of them; any failure stores none."""
+        request = coerce_request(FeedbackCreateBatchReq, req)
+        prepared = [self._prepare(item) for item in request.batch]
+        self._store([p.row for p in prepared])
+        return FeedbackCreateBatchRes(res=[p.response for p in prepared])
+
+    def _prepare(self, request: FeedbackCreateReq) -> PreparedCreate:
+        return prepare_row(
+            request, now=self.clock(), default_user_id=self.user_id, new_id=self._new_id
+        )
+
+    def _store(self, rows: Iterable[FeedbackRow]) -> None:
+        with self._lock:
+            for row in rows:
+                store = self._projects.get(row.project_id)
+                if store is None:
+                    store = self._projects[row.project_id] = ProjectStore(row.project_id)
+                store.add(row)
+
+    # --- reading ---------------------------------------------------------------------
+
+    def window(
+        self, project_id: str, after_ms: int | None = None, before_ms: int | None = None
+    ) -> list[FeedbackRow]:
+        """A snapshot of one project's rows with ``after_ms <= created_at_ms < before_ms``.
+
+        ``O(log n + k)``; the list is the caller's to keep.
+        """
+        with self._lock:
+            store = self._projects.get(project_id)
+            return [] if store is None else store.window(after_ms, before_ms)
+
+    def rows(self, project_id: str) -> list[FeedbackRow]:
+        """All rows of a project in store order: ``created_at``, then insertion."""
+        return self.window(project_id)
+
+    def projects(self) -> list[str]:
+        """The ids of the projects that have rows, sorted."""
+        with self._lock:
+            return sorted(self._projects)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(store) for store in self._projects.values())
+
+    def check_invariants(self) -> None:
+        """Raise ``AssertionError`` if any project store is inconsistent. O(n)."""
+        with self._lock:
+            for project_id, store in self._projects.items():
+                if store.project_id != project_id:
+                    raise AssertionError(f"store for {store.project_id} filed as {project_id}")
+                store.check_invariants()
+
+    # --- dump / load -----------------------------------------------------------------
+
+    def dump(self, path: str | Path) -> int:
+        """Write every row to ``path`` as JSON Lines; returns the row count. O(n)."""
+        with self._lock:
+            stores = [self._projects[pid] for pid in sorted(self._projects)]
+            rows = [row for store in stores for row in store]
+        with open(path, "w", encoding="utf-8") as out:
+            return dumpfile.write_rows(rows, out)
+
+    def load_rows(self, path: str | Path) -> int:
+        """Add the rows of a dump file; returns how many. All or nothing.
+
+        The whole file is parsed and checked before any row is stored, so a bad file
+        raises :class:`refengine.errors.DumpFormatError` and leaves the engine as it
+        was. O(m log(n + m)) for m rows.
+        """
+        rows = dumpfile.read_rows(path)
+        self._store(rows)
+        return len(rows)
+
+    @classmethod
+    def load(cls, path: str | Path, **engine_options: Any) -> Engine:
+        """A new engine holding the rows of a dump file (options as for ``Engine``)."""
+        engine = cls(**engine_options)
+        engine.load_rows(path)
+        return engine

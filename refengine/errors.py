@@ -1,0 +1,115 @@
+"""Every error refengine raises, and every message it says, in one place.
+
+Two kinds of failure exist, as in production:
+
+* a **request-model error** — the body does not fit the published model. These are
+  pydantic ``ValidationError``s (HTTP 422 with the ``HTTPValidationError`` body). The
+  messages used inside model validators are defined here too.
+* a **semantic error** — the body fits the model but breaks a rule of the endpoint.
+  These are :class:`InvalidRequest` (HTTP 400 with ``{"reason": message}``).
+
+Messages that production defines are reproduced verbatim (conformance testers match
+on them); messages for refengine's own decisions are marked ``# refengine``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class InvalidRequest(ValueError):
+    """A request that fits the model but breaks a semantic rule (HTTP 400).
+
+    ``str(error)`` and ``error.reason`` are the message production would send in
+    ``{"reason": ...}``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DumpFormatError(ValueError):
+    """A JSON Lines dump that cannot be loaded; names the line and the reason."""
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        super().__init__(f"{path}:{line}: {reason}")
+        self.path = path
+        self.line = line
+        self.reason = reason
+
+
+# --- POST /feedback/create (SEMANTICS §create) ---------------------------------------
+
+NO_USER = "wb_user_id cannot be None"
+INVALID_PAYLOAD = "Invalid payload for feedback_type {feedback_type}: {detail}"
+INVALID_ANNOTATION_TYPE = "Invalid annotation feedback type: {feedback_type}"
+ANNOTATION_REF_REQUIRED = "annotation_ref is required for annotation feedback"
+ANNOTATION_REF_NAME = "annotation_ref must point to an object with name {name}"
+ANNOTATION_REF_NOT_ALLOWED = "annotation_ref is not allowed for non-annotation feedback"
+INVALID_RUNNABLE_TYPE = "Invalid runnable feedback type: {feedback_type}"
+RUNNABLE_REF_REQUIRED = "runnable_ref is required for runnable feedback"
+RUNNABLE_REF_NAME = "runnable_ref must point to an object with name {name}"
+CALL_REF_REQUIRED_FOR_OPS = "call_ref is required for runnable feedback on ops"
+AGENT_MONITOR_FIELD_REQUIRED = "{field} is required for agent monitor feedback"
+NOT_ALLOWED_FOR_NON_RUNNABLE = "{field} is not allowed for non-runnable feedback"
+SCORER_COLUMNS_RESERVED = (
+    "scorer_tags, scorer_tag_reasons, scorer_tag_confidences, scorer_ratings, "
+    "scorer_rating_reasons, and scorer_rating_confidences are only allowed on "
+    "wandb.agent_monitor, wandb.agent_user_feedback, or wandb.runnable feedback"
+)
+USER_FEEDBACK_TAGS_REQUIRED = "scorer_tags is required for agent user feedback"
+INVALID_REF = "Invalid ref: {ref} ({field} must be {kind})"
+ANNOTATION_REF_PROJECT = "Annotation ref {ref} does not match project id {project_id}"
+CONVERSATION_ID_CONFLICT = (
+    "feedback span_conversation_id {given!r} conflicts with conversation ref {from_ref!r}"
+)
+TRACE_ID_ON_CONVERSATION = (
+    "feedback span_trace_id {given!r} cannot be supplied for conversation-targeted feedback"
+)
+TRACE_ID_CONFLICT = "feedback span_trace_id {given!r} conflicts with turn ref {from_ref!r}"
+EMOJI_NOT_ONE = "Value of emoji key in payload must be exactly one emoji"
+PAYLOAD_TOO_LARGE = "Feedback payload too large"
+PAYLOAD_NOT_JSON = "payload cannot be stored as JSON: {detail}"  # refengine (in-process only)
+NON_FINITE = (  # refengine
+    "{where} contains a non-finite number ({value}); NaN and Infinity are not JSON "
+    "and would make the stored row unreadable"
+)
+BAD_STATUS_CODE = (  # refengine: production fails the insert with a server error
+    "span_status_code must be one of UNSET, OK, ERROR, got: {value!r}"
+)
+
+# --- POST /feedback/aggregate (request-model errors) ---------------------------------
+
+BEFORE_NOT_AFTER = "before_ms must be greater than after_ms"
+OVER_31_DAYS_NOT_TOTAL = (
+    "Feedback requests over 31 days must be a project-wide total: "
+    "no time_bucket_seconds, no group_by, and no filters."
+)
+TOO_MANY_AGG_BUCKETS = "Feedback request range cannot exceed 256 buckets"
+
+# --- POST /feedback/stats ------------------------------------------------------------
+
+END_BEFORE_START = "Feedback request end must be after start"  # request-model error
+STATS_RANGE_TOO_LONG = "Feedback request date range cannot exceed 31 days"  # model error
+JSON_PATH_EMPTY = "json_path cannot be empty"
+JSON_PATH_CHARS = "json_path may only contain [a-zA-Z0-9_. ], got: {path!r}"
+PERCENTILE_RANGE = "Percentile must be between 0 and 100, got {p}"
+UNKNOWN_TIMEZONE = "Unknown timezone {tz!r}: expected an IANA time zone name"  # refengine
+NEGATIVE_GRANULARITY = "granularity must be >= 0 (0 or null picks it from the range), got {g}"
+DUPLICATE_SLUG = (  # refengine
+    "metrics {first!r} and {second!r} share the slug {slug!r}; each metric needs its own"
+)
+CATEGORICAL_AGG = (  # refengine
+    "categorical metric {path!r} supports only the 'count' aggregation, got {what}"
+)
+
+# --- engine --------------------------------------------------------------------------
+
+LOAD_BAD_JSON = "not valid JSON: {detail}"
+LOAD_BAD_ROW = "not a feedback row: {detail}"
+
+
+def format_message(template: str, **fields: Any) -> str:
+    """Fill a message template; the one place messages are rendered."""
+    return template.format(**fields)

@@ -1,0 +1,326 @@
+"""Request and response bodies of the three feedback endpoints, as published.
+
+Every field, type, default, bound, enum and ``additionalProperties: false`` follows
+the published API pages (``tests/test_models.py`` holds the JSON schemas against a
+transcription of them in ``spec/published/``). The create request also carries the
+six fields production accepts beyond its published page.
+
+Checks that production performs *in the model* live here and fail as pydantic
+``ValidationError`` (HTTP 422); checks performed after the model live in the endpoint
+modules and fail as :class:`refengine.errors.InvalidRequest` (HTTP 400).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from . import errors
+from .clock import as_utc
+
+MAX_RANGE_DAYS = 31
+MAX_RANGE_MS = MAX_RANGE_DAYS * 86_400_000
+MAX_AGGREGATE_BUCKETS = 256
+
+
+class _Request(BaseModel):
+    """Request bodies reject unknown fields (``additionalProperties: false``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- POST /feedback/create -----------------------------------------------------------
+
+
+class FeedbackCreateReq(_Request):
+    """Body of ``POST /feedback/create``."""
+
+    project_id: str = Field(examples=["entity/project"])
+    weave_ref: str = Field(examples=["weave:///entity/project/object/name:digest"])
+    creator: str | None = Field(default=None, examples=["Jane Smith"])
+    feedback_type: str = Field(examples=["custom"])
+    payload: dict[str, Any] = Field(examples=[{"key": "value"}])
+    annotation_ref: str | None = Field(
+        default=None, examples=["weave:///entity/project/object/name:digest"]
+    )
+    runnable_ref: str | None = Field(
+        default=None, examples=["weave:///entity/project/op/name:digest"]
+    )
+    call_ref: str | None = Field(default=None, examples=["weave:///entity/project/call/call_id"])
+    trigger_ref: str | None = Field(
+        default=None, examples=["weave:///entity/project/object/name:digest"]
+    )
+    queue_id: str | None = Field(
+        default=None,
+        description="Annotation queue this feedback came from; null outside queues.",
+        examples=["018f1f2a-9c2b-7d3e-b5a1-8c9d2e4f6a7b"],
+    )
+    scorer_tags: list[str] = Field(
+        default_factory=list,
+        description="Tags a scorer applied to the target (duplicates are kept).",
+        examples=[["nsfw", "high-quality"]],
+    )
+    scorer_tag_reasons: dict[str, str] = Field(
+        default_factory=dict,
+        description="Why each tag was applied, by tag.",
+        examples=[{"nsfw": "Contains explicit language"}],
+    )
+    scorer_tag_confidences: dict[str, float] = Field(
+        default_factory=dict,
+        description="Confidence per tag, nominally 0-1 (not enforced).",
+        examples=[{"nsfw": 0.92}],
+    )
+    scorer_ratings: dict[str, float] = Field(
+        default_factory=dict,
+        description="Numeric ratings by name, nominally 0-1 (not enforced).",
+        examples=[{"_rating_": 0.87}],
+    )
+    scorer_rating_reasons: dict[str, str] = Field(
+        default_factory=dict,
+        description="Why each rating was given, by rating name.",
+        examples=[{"_rating_": "very confident response"}],
+    )
+    scorer_rating_confidences: dict[str, float] = Field(
+        default_factory=dict,
+        description="Confidence per rating, nominally 0-1 (not enforced).",
+        examples=[{"_rating_": 0.92}],
+    )
+    wb_user_id: str | None = Field(
+        default=None,
+        description="Filled in by the server from the caller's identity; a sent value is "
+        "overwritten over HTTP.",
+    )
+    id: str | None = Field(
+        default=None,
+        description="Client-chosen row id; a new UUIDv7 when absent or empty.",
+        examples=["018f1f2a-9c2b-7d3e-b5a1-8c9d2e4f6a7b"],
+    )
+    # Accepted by production beyond the published page (aggregate reads them).
+    span_agent_name: str = Field(default="", description="Agent that produced the span.")
+    span_agent_version: str = Field(default="", description="Version of that agent.")
+    span_status_code: str = Field(default="UNSET", description="Span status: UNSET, OK or ERROR.")
+    span_conversation_id: str = Field(
+        default="", description="Conversation id; filled from an agent_conversation ref."
+    )
+    span_trace_id: str = Field(default="", description="Trace id; filled from an agent_turn ref.")
+    scorer_trace_id: str = Field(default="", description="Trace of the scorer run itself.")
+
+
+class FeedbackCreateRes(BaseModel):
+    """Response of ``POST /feedback/create``: the stored id, time, user and payload."""
+
+    id: str
+    created_at: datetime
+    wb_user_id: str
+    payload: dict[str, Any]
+
+
+class FeedbackCreateBatchReq(_Request):
+    """Body of ``POST /feedback/batch/create``: all items are written, or none."""
+
+    batch: list[FeedbackCreateReq]
+
+
+class FeedbackCreateBatchRes(BaseModel):
+    """One create response per batch item, in request order."""
+
+    res: list[FeedbackCreateRes]
+
+
+# --- POST /feedback/aggregate --------------------------------------------------------
+
+GroupByDimension = Literal["scorer_id", "span_agent_name", "span_agent_version", "span_status_code"]
+SpanType = Literal["agent_turn", "agent_conversation"]
+
+
+class FeedbackAggregateReq(_Request):
+    """Body of ``POST /feedback/aggregate``: counts and rating sums of scorer feedback."""
+
+    project_id: str = Field(examples=["entity/project"])
+    after_ms: int = Field(ge=0, description="Inclusive lower bound on created_at, epoch ms.")
+    before_ms: int = Field(ge=0, description="Exclusive upper bound on created_at, epoch ms.")
+    time_bucket_seconds: int | None = Field(
+        default=None, gt=0, description="Bucket width in seconds; null for no time buckets."
+    )
+    feedback_types: list[str] = Field(
+        default_factory=list, description="Keep rows whose feedback_type has any of these prefixes."
+    )
+    tags: list[str] = Field(
+        default_factory=list, description="Keep rows carrying any of these scorer tags."
+    )
+    rating_min: float | None = Field(
+        default=None, ge=0, le=1, description="Keep rows whose _rating_ is at least this."
+    )
+    rating_max: float | None = Field(
+        default=None, ge=0, le=1, description="Keep rows whose _rating_ is at most this."
+    )
+    monitor_ids: list[str] = Field(
+        default_factory=list,
+        description="Keep rows from these monitors (exact; a trailing '*' means prefix).",
+    )
+    scorer_ids: list[str] = Field(
+        default_factory=list,
+        description="Keep rows from these scorers (exact; a trailing '*' means prefix).",
+    )
+    span_agent_names: list[str] = Field(
+        default_factory=list, description="Keep rows whose span_agent_name is one of these."
+    )
+    span_types: list[SpanType] = Field(
+        default_factory=list, description="Keep rows targeting these span types."
+    )
+    group_by: list[GroupByDimension] = Field(
+        default_factory=list, description="Dimensions to group rows by, in this order."
+    )
+
+    def has_filters(self) -> bool:
+        """True when any filter narrows the rows beyond project and window."""
+        return bool(
+            self.feedback_types
+            or self.tags
+            or self.rating_min is not None
+            or self.rating_max is not None
+            or self.monitor_ids
+            or self.scorer_ids
+            or self.span_agent_names
+            or self.span_types
+        )
+
+    @model_validator(mode="after")
+    def _check_range(self) -> FeedbackAggregateReq:
+        span_ms = self.before_ms - self.after_ms
+        if span_ms <= 0:
+            raise ValueError(errors.BEFORE_NOT_AFTER)
+        is_bare_total = (
+            self.time_bucket_seconds is None and not self.group_by and not self.has_filters()
+        )
+        if span_ms > MAX_RANGE_MS and not is_bare_total:
+            raise ValueError(errors.OVER_31_DAYS_NOT_TOTAL)
+        if (
+            self.time_bucket_seconds is not None
+            and (span_ms / 1000) / self.time_bucket_seconds > MAX_AGGREGATE_BUCKETS
+        ):
+            raise ValueError(errors.TOO_MANY_AGG_BUCKETS)
+        return self
+
+
+class FeedbackAggregateBucket(BaseModel):
+    """One (time bucket, group) row of the aggregate answer."""
+
+    time_bucket_start_ms: int | None = Field(
+        default=None, description="Bucket start, epoch ms (UTC); null when unbucketed."
+    )
+    group: dict[str, str] = Field(
+        default_factory=dict, description="The group-by values of this row, as strings."
+    )
+    total_count: int = Field(description="Rows in this bucket and group.")
+    scored_count: int = Field(description="Rows with at least one tag or one rating.")
+    tag_counts: dict[str, int] = Field(
+        default_factory=dict, description="Occurrences of each tag (a repeated tag counts twice)."
+    )
+    rating_counts: dict[str, int] = Field(
+        default_factory=dict, description="Rows carrying each rating key."
+    )
+    rating_sums: dict[str, float] = Field(
+        default_factory=dict, description="Sum of each rating key; keys summing to 0 are left out."
+    )
+
+
+class FeedbackAggregateRes(BaseModel):
+    """Sparse (bucket, group) rows of aggregated scorer feedback."""
+
+    time_bucket_seconds: int | None = Field(
+        default=None, description="Bucket width used, as requested; null when unbucketed."
+    )
+    after_ms: int = Field(description="Inclusive lower bound, as requested.")
+    before_ms: int = Field(description="Exclusive upper bound, as requested.")
+    buckets: list[FeedbackAggregateBucket] = Field(default_factory=list)
+
+
+# --- POST /feedback/stats ------------------------------------------------------------
+
+AggregationType = Literal["sum", "avg", "min", "max", "count", "count_true", "count_false"]
+ValueType = Literal["numeric", "boolean", "categorical"]
+
+DEFAULT_AGGREGATIONS: dict[str, list[AggregationType]] = {
+    "numeric": ["avg", "min", "max"],
+    "boolean": ["count_true", "count_false"],
+    "categorical": ["count"],
+}
+
+
+class FeedbackMetricSpec(_Request):
+    """One payload value to aggregate per time bucket."""
+
+    json_path: str = Field(description="Dot-separated path into the payload, e.g. 'output.score'.")
+    value_type: ValueType = Field(
+        default="numeric", description="How the value at the path is read."
+    )
+    aggregations: list[AggregationType] = Field(
+        default_factory=list,
+        description="Aggregations to compute; empty picks the value type's defaults.",
+    )
+    percentiles: list[float] = Field(
+        default_factory=list, description="Percentile levels in [0, 100] (numeric metrics)."
+    )
+
+    @model_validator(mode="after")
+    def _default_aggregations(self) -> FeedbackMetricSpec:
+        if not self.aggregations:
+            self.aggregations = list(DEFAULT_AGGREGATIONS[self.value_type])
+        return self
+
+
+class FeedbackStatsReq(_Request):
+    """Body of ``POST /feedback/stats``: payload metrics per time bucket."""
+
+    project_id: str
+    start: datetime = Field(description="Inclusive start; naive means UTC.")
+    end: datetime | None = Field(
+        default=None, description="Exclusive end; naive means UTC; null means now."
+    )
+    feedback_type: str | None = Field(default=None, description="Keep this feedback_type only.")
+    trigger_ref: str | None = Field(
+        default=None,
+        description="Keep this trigger_ref; a ref ending in ':*' matches all versions.",
+    )
+    granularity: int | None = Field(
+        default=None, description="Bucket width in seconds; null or 0 picks it from the range."
+    )
+    timezone: str = Field(
+        default="UTC", description="IANA zone the bucket timestamps are shown in."
+    )
+    metrics: list[FeedbackMetricSpec] = Field(
+        default_factory=list, description="Payload metrics to aggregate."
+    )
+
+    @field_validator("start", "end")
+    @classmethod
+    def _to_utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+    @model_validator(mode="after")
+    def _check_range(self) -> FeedbackStatsReq:
+        if self.end is not None:
+            if self.end < self.start:
+                raise ValueError(errors.END_BEFORE_START)
+            if self.end - self.start > timedelta(days=MAX_RANGE_DAYS):
+                raise ValueError(errors.STATS_RANGE_TOO_LONG)
+        return self
+
+
+class FeedbackStatsRes(BaseModel):
+    """Time-bucketed metric aggregations plus whole-window statistics."""
+
+    start: datetime = Field(description="Resolved start, UTC.")
+    end: datetime = Field(description="Resolved end, UTC.")
+    granularity: int = Field(description="Bucket width used, seconds.")
+    timezone: str = Field(description="Zone the bucket timestamps are rendered in.")
+    buckets: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Per bucket: 'timestamp', '{agg}_{slug}' / 'p{p}_{slug}' keys, 'count'.",
+    )
+    window_stats: dict[str, dict[str, float | None]] | None = Field(
+        default=None, description="Per metric slug, each aggregation over the whole window."
+    )

@@ -1,0 +1,179 @@
+"""The stored feedback row: every production column plus keys derived once at insert.
+
+A :class:`FeedbackRow` is an immutable tuple (``typing.NamedTuple``: no per-instance
+``__dict__``, C-level field access). Its mapping and payload members are plain
+dicts and lists owned by the store; treat them as read-only. The engine never hands
+a caller a payload object that a row holds: responses carry their own copy.
+
+Columns follow the production ``feedback`` table (spec/SEMANTICS.md, "The stored
+row"); ``created_at`` is kept twice: ``created_at_us`` (what the create response
+shows) and ``created_at_ms`` (the stored ``DateTime64(3)`` value every query sees).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, NamedTuple
+
+from .refs import object_name, span_type
+
+STATUS_CODES: tuple[str, ...] = ("UNSET", "OK", "ERROR")
+"""``span_status_code`` values in enum order (ClickHouse ``Enum8`` 0, 1, 2)."""
+
+STATUS_ORDER: dict[str, int] = {code: i for i, code in enumerate(STATUS_CODES)}
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class FeedbackRow(NamedTuple):
+    """One stored feedback row. Field order is the dump order."""
+
+    id: str
+    project_id: str
+    weave_ref: str
+    wb_user_id: str
+    creator: str | None
+    created_at_us: int  # µs since the Unix epoch, as the create response reports it
+    feedback_type: str
+    payload: dict[str, Any]
+    annotation_ref: str | None
+    runnable_ref: str | None
+    call_ref: str | None
+    trigger_ref: str | None
+    queue_id: str | None
+    scorer_tags: tuple[str, ...]
+    scorer_tag_reasons: Mapping[str, str]
+    scorer_tag_confidences: Mapping[str, float]
+    scorer_ratings: Mapping[str, float]
+    scorer_rating_reasons: Mapping[str, str]
+    scorer_rating_confidences: Mapping[str, float]
+    span_agent_name: str
+    span_agent_version: str
+    span_status_code: str
+    span_conversation_id: str
+    span_trace_id: str
+    scorer_trace_id: str
+    # --- derived once at insert (never dumped) ---
+    created_at_ms: int  # the stored DateTime64(3) value: floor(created_at_us / 1000)
+    scorer_id: str  # object name of runnable_ref
+    monitor_id: str  # object name of trigger_ref
+    span_type: str  # second-to-last segment of weave_ref
+    is_scored: bool  # at least one tag or one rating key
+
+    @property
+    def created_at(self) -> datetime:
+        """The stored (millisecond) created_at as an aware UTC datetime."""
+        return EPOCH + timedelta(milliseconds=self.created_at_ms)
+
+
+STORED_COLUMNS: tuple[str, ...] = FeedbackRow._fields[: FeedbackRow._fields.index("created_at_ms")]
+"""The columns a row stores (and a dump writes); the rest are derived."""
+
+_EMPTY_MAP: Mapping[str, Any] = {}
+# Shared by every row whose map is empty; rows never mutate their maps.
+
+
+def _intern(value: str | None) -> str | None:
+    # Refs, names and ids repeat across millions of rows; one copy each saves memory.
+    return None if value is None else sys.intern(value)
+
+
+def make_row(
+    *,
+    id: str,
+    project_id: str,
+    weave_ref: str,
+    wb_user_id: str,
+    creator: str | None,
+    created_at_us: int,
+    feedback_type: str,
+    payload: dict[str, Any],
+    annotation_ref: str | None = None,
+    runnable_ref: str | None = None,
+    call_ref: str | None = None,
+    trigger_ref: str | None = None,
+    queue_id: str | None = None,
+    scorer_tags: tuple[str, ...] | list[str] = (),
+    scorer_tag_reasons: Mapping[str, str] = _EMPTY_MAP,
+    scorer_tag_confidences: Mapping[str, float] = _EMPTY_MAP,
+    scorer_ratings: Mapping[str, float] = _EMPTY_MAP,
+    scorer_rating_reasons: Mapping[str, str] = _EMPTY_MAP,
+    scorer_rating_confidences: Mapping[str, float] = _EMPTY_MAP,
+    span_agent_name: str = "",
+    span_agent_version: str = "",
+    span_status_code: str = "UNSET",
+    span_conversation_id: str = "",
+    span_trace_id: str = "",
+    scorer_trace_id: str = "",
+) -> FeedbackRow:
+    """Build a row from its stored columns, computing the derived keys. O(size of refs).
+
+    Maps are copied (empty ones shared) so the row owns what it holds; the payload
+    is taken as given, so callers pass an object nobody else holds.
+    """
+    tags = tuple(sys.intern(t) for t in scorer_tags)
+    ratings = _own(scorer_ratings)
+    return FeedbackRow(
+        id=id,
+        project_id=sys.intern(project_id),
+        weave_ref=weave_ref,
+        wb_user_id=sys.intern(wb_user_id),
+        creator=_intern(creator),
+        created_at_us=created_at_us,
+        feedback_type=sys.intern(feedback_type),
+        payload=payload,
+        annotation_ref=_intern(annotation_ref),
+        runnable_ref=_intern(runnable_ref),
+        call_ref=call_ref,
+        trigger_ref=_intern(trigger_ref),
+        queue_id=_intern(queue_id),
+        scorer_tags=tags,
+        scorer_tag_reasons=_own(scorer_tag_reasons),
+        scorer_tag_confidences=_own(scorer_tag_confidences),
+        scorer_ratings=ratings,
+        scorer_rating_reasons=_own(scorer_rating_reasons),
+        scorer_rating_confidences=_own(scorer_rating_confidences),
+        span_agent_name=sys.intern(span_agent_name),
+        span_agent_version=sys.intern(span_agent_version),
+        span_status_code=sys.intern(span_status_code),
+        span_conversation_id=span_conversation_id,
+        span_trace_id=span_trace_id,
+        scorer_trace_id=scorer_trace_id,
+        created_at_ms=created_at_us // 1000,
+        scorer_id=sys.intern(object_name(runnable_ref)),
+        monitor_id=sys.intern(object_name(trigger_ref)),
+        span_type=sys.intern(span_type(weave_ref)),
+        is_scored=bool(tags) or bool(ratings),
+    )
+
+
+def _own(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    if not mapping:
+        return _EMPTY_MAP
+    return {sys.intern(k): v for k, v in mapping.items()}
+
+
+def datetime_to_us(moment: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime (exact integer maths)."""
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def us_to_datetime(us: int) -> datetime:
+    """The aware UTC datetime ``us`` microseconds after the Unix epoch."""
+    return EPOCH + timedelta(microseconds=us)
+
+
+def stored_columns(row: FeedbackRow) -> dict[str, Any]:
+    """The stored columns of ``row`` as a plain dict (payload and maps are copies)."""
+    out: dict[str, Any] = {}
+    for name in STORED_COLUMNS:
+        value = getattr(row, name)
+        if isinstance(value, Mapping):
+            value = dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[name] = value
+    return out

@@ -1,0 +1,201 @@
+"""Hypothesis strategies shared by every test module (the one place they live).
+
+The core strategy, :func:`datasets`, draws a list of ``(created_at, create request)``
+pairs that are all *valid* creates, spread over a small time span with many rows
+sharing buckets, scorers, tags and rating keys — so that aggregate and stats
+queries over them have plenty of collisions to get wrong.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from hypothesis import strategies as st
+from refengine import Engine, ManualClock
+
+PROJECT = "acme/bot"
+OTHER_PROJECT = "acme/other"
+BASE = datetime(2024, 3, 9, 22, 0, 0, tzinfo=timezone.utc)  # a few hours before a DST change
+SPAN_MS = 6 * 3_600_000  # rows fall in [BASE, BASE + 6 h)
+
+SCORERS = ["sc_a", "sc_b", "judge"]
+MONITORS = ["mon_1", "mon_2", "watch"]
+TAGS = ["good", "bad", "nsfw", "Good"]
+RATING_KEYS = ["_rating_", "helpful", "zeta"]
+AGENTS = ["", "planner", "coder"]
+VERSIONS = ["", "v1", "v2"]
+STATUSES = ["UNSET", "OK", "ERROR"]
+
+# --- JSON values --------------------------------------------------------------------
+
+finite_floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    finite_floats,
+    st.sampled_from([0.0, -0.0, 0.5, 1.0, 1e-300, 1e300]),
+    st.text(max_size=5),
+    st.sampled_from(["0.5", "true", "nan", ""]),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["score", "passed", "label", "0", "a b"]), inner, max_size=3
+        )
+    ),
+    max_leaves=8,
+)
+
+
+@st.composite
+def payloads(draw: st.DrawFn) -> dict[str, Any]:
+    """A payload with an ``output`` that stats metrics can read (or fail to read)."""
+    output = draw(
+        st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "score": st.one_of(finite_floats, st.integers(-5, 5), json_values),
+                    "passed": st.one_of(st.booleans(), json_values),
+                    "label": st.one_of(st.sampled_from(["cat", "dog", ""]), json_values),
+                },
+            ),
+            json_values,
+        )
+    )
+    return {"output": output}
+
+
+# --- create requests ----------------------------------------------------------------
+
+
+def _ref(kind: str, name: str, digest: str = "v1") -> str:
+    return f"weave:///acme/bot/{kind}/{name}:{digest}"
+
+
+scorer_maps = st.fixed_dictionaries(
+    {
+        "scorer_tags": st.lists(st.sampled_from(TAGS), max_size=3),
+        "scorer_ratings": st.dictionaries(
+            st.sampled_from(RATING_KEYS),
+            st.one_of(st.sampled_from([0.0, 0.25, 0.5, 1.0]), st.floats(0, 1)),
+            max_size=2,
+        ),
+    }
+)
+
+span_fields = st.fixed_dictionaries(
+    {
+        "span_agent_name": st.sampled_from(AGENTS),
+        "span_agent_version": st.sampled_from(VERSIONS),
+        "span_status_code": st.sampled_from(STATUSES),
+    }
+)
+
+
+@st.composite
+def runnable_requests(draw: st.DrawFn, project_id: str = PROJECT) -> dict[str, Any]:
+    scorer = draw(st.sampled_from(SCORERS))
+    req: dict[str, Any] = {
+        "project_id": project_id,
+        "weave_ref": f"weave:///acme/bot/call/{draw(st.integers(0, 9))}",
+        "feedback_type": f"wandb.runnable.{scorer}",
+        "runnable_ref": _ref("object", scorer, draw(st.sampled_from(["v1", "v2"]))),
+        "payload": draw(payloads()),
+    }
+    if draw(st.booleans()):
+        req["trigger_ref"] = _ref("object", draw(st.sampled_from(MONITORS)))
+    req.update(draw(scorer_maps))
+    req.update(draw(span_fields))
+    return req
+
+
+@st.composite
+def agent_monitor_requests(draw: st.DrawFn, project_id: str = PROJECT) -> dict[str, Any]:
+    target = draw(
+        st.sampled_from(
+            [
+                "weave:///acme/bot/agent_turn/t1",
+                "weave:///acme/bot/agent_turn/t2",
+                "weave:///acme/bot/agent_conversation/c%2F1",
+                "weave:///acme/bot/call/x",
+            ]
+        )
+    )
+    req: dict[str, Any] = {
+        "project_id": project_id,
+        "weave_ref": target,
+        "feedback_type": "wandb.agent_monitor",
+        "runnable_ref": _ref("object", draw(st.sampled_from(SCORERS))),
+        "call_ref": draw(st.sampled_from(["", "weave:///acme/bot/call/c9"])),
+        "trigger_ref": _ref("object", draw(st.sampled_from(MONITORS))),
+        "payload": draw(payloads()),
+    }
+    req.update(draw(scorer_maps))
+    req.update(draw(span_fields))
+    return req
+
+
+@st.composite
+def custom_requests(draw: st.DrawFn, project_id: str = PROJECT) -> dict[str, Any]:
+    return {
+        "project_id": project_id,
+        "weave_ref": "weave:///acme/bot/call/c1",
+        "feedback_type": draw(st.sampled_from(["custom", "custom.score", "wandb.note.1x"])),
+        "payload": draw(payloads()),
+        **draw(span_fields),
+    }
+
+
+def create_requests(project_id: str = PROJECT) -> st.SearchStrategy[dict[str, Any]]:
+    """Any valid create request, scorer-shaped most of the time."""
+    return st.one_of(
+        runnable_requests(project_id),
+        agent_monitor_requests(project_id),
+        custom_requests(project_id),
+    )
+
+
+offsets_ms = st.one_of(
+    st.integers(0, SPAN_MS - 1),
+    st.sampled_from([0, 1, 999, 1000, 3_599_999, 3_600_000, 3_600_001, SPAN_MS - 1]),
+)
+
+
+@st.composite
+def datasets(draw: st.DrawFn, max_size: int = 30) -> list[tuple[datetime, dict[str, Any]]]:
+    """Valid creates with the instant each is made at; a few go to another project."""
+    items = draw(
+        st.lists(
+            st.tuples(
+                offsets_ms,
+                st.integers(0, 999),  # microseconds below the millisecond
+                st.one_of(
+                    create_requests(PROJECT),
+                    create_requests(PROJECT),
+                    create_requests(OTHER_PROJECT),
+                ),
+            ),
+            max_size=max_size,
+        )
+    )
+    return [(BASE + timedelta(milliseconds=ms, microseconds=us), req) for ms, us, req in items]
+
+
+def populate(
+    dataset: list[tuple[datetime, dict[str, Any]]], engine: Engine | None = None
+) -> Engine:
+    """An engine (new unless given) holding ``dataset``, each row created at its instant."""
+    clock = ManualClock(BASE)
+    if engine is None:
+        engine = Engine(clock=clock)
+    else:
+        engine.clock = clock
+    for moment, req in dataset:
+        clock.set(moment)
+        engine.feedback_create(req)
+    return engine
