@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,7 +36,7 @@ from . import errors
 from .errors import InvalidRequest, format_message
 from .models import FeedbackCreateReq, FeedbackCreateRes
 from .refs import parse_agent_ref, parse_ref
-from .rows import STATUS_CODES, FeedbackRow, datetime_to_us, make_row
+from .rows import STATUS_CODES, FeedbackRow, compact_json_object, datetime_to_us, make_row
 
 MAX_PAYLOAD_CHARS = 1 << 20  # 1 MiB of json.dumps output
 SCORER_TYPES_PREFIX = "wandb.runnable"
@@ -91,7 +91,7 @@ IdFactory = Callable[[], str]
 
 def uuid7() -> str:
     """A new UUIDv7 string: 48-bit Unix ms timestamp, version 7, 74 random bits."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (time.time_ns() // 1_000_000) << 80 | random.getrandbits(80)
     value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
     h = f"{value:032x}"
@@ -142,8 +142,7 @@ def prepare_row(
 
     # 8. payload processing and limits
     payload = _process_payload(req)
-    _reject_non_finite(payload, req)
-    payload_text = _payload_text(payload)
+    payload_text = _payload_text(payload, req)
     if len(payload_text) > MAX_PAYLOAD_CHARS:
         raise InvalidRequest(errors.PAYLOAD_TOO_LARGE)
 
@@ -159,7 +158,7 @@ def prepare_row(
         creator=req.creator,
         created_at_us=datetime_to_us(now),
         feedback_type=ftype,
-        payload=json.loads(payload_text),  # the store's own copy of the stored text
+        payload=_stored_payload(payload_text),
         annotation_ref=req.annotation_ref,
         runnable_ref=req.runnable_ref,
         call_ref=req.call_ref,
@@ -311,12 +310,7 @@ def _process_payload(req: FeedbackCreateReq) -> dict[str, Any]:
     return payload
 
 
-def _reject_non_finite(payload: dict[str, Any], req: FeedbackCreateReq) -> None:
-    where = _find_non_finite(payload)
-    if where is not None:
-        raise InvalidRequest(
-            format_message(errors.NON_FINITE, where="payload" + where[0], value=where[1])
-        )
+def _reject_non_finite_ratings(req: FeedbackCreateReq) -> None:
     for name in ("scorer_tag_confidences", "scorer_ratings", "scorer_rating_confidences"):
         mapping: Mapping[str, float] = getattr(req, name)
         for key, value in mapping.items():
@@ -344,9 +338,29 @@ def _find_non_finite(payload: dict[str, Any]) -> tuple[str, float] | None:
     return None
 
 
-def _payload_text(payload: dict[str, Any]) -> str:
-    """The payload as production stores it: ``json.dumps`` with default settings."""
+def _payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> str:
+    """The payload as production stores it: ``json.dumps`` with default settings.
+
+    ``allow_nan=False`` changes nothing in the output of a finite payload but fails
+    on NaN/Infinity, so the common case needs no separate walk; only a failing
+    payload is walked to name the offending path.
+    """
     try:
-        return json.dumps(payload)
-    except (TypeError, ValueError, RecursionError) as exc:
+        text = json.dumps(payload, allow_nan=False)
+    except ValueError as exc:
+        found = _find_non_finite(payload)
+        if found is None:
+            raise InvalidRequest(format_message(errors.PAYLOAD_NOT_JSON, detail=exc)) from None
+        raise InvalidRequest(
+            format_message(errors.NON_FINITE, where="payload" + found[0], value=found[1])
+        ) from None
+    except (TypeError, RecursionError) as exc:
         raise InvalidRequest(format_message(errors.PAYLOAD_NOT_JSON, detail=exc)) from None
+    _reject_non_finite_ratings(req)
+    return text
+
+
+def _stored_payload(text: str) -> dict[str, Any]:
+    """The store's own copy of the payload, parsed back from its stored JSON text."""
+    payload: dict[str, Any] = json.loads(text, object_pairs_hook=compact_json_object)
+    return payload

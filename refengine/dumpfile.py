@@ -29,6 +29,7 @@ from .rows import (
     STATUS_CODES,
     STORED_COLUMNS,
     FeedbackRow,
+    compact_json_object,
     datetime_to_us,
     make_row,
     stored_columns,
@@ -99,7 +100,7 @@ def _parse_lines(name: str, lines: Iterable[str]) -> Iterator[FeedbackRow]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=compact_json_object)
         except (ValueError, RecursionError) as exc:
             raise DumpFormatError(
                 name, number, format_message(errors.LOAD_BAD_JSON, detail=exc)

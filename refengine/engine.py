@@ -18,14 +18,18 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from . import dumpfile
+from . import aggregate, dumpfile, stats
 from .clock import Clock, SystemClock
 from .create import IdFactory, PreparedCreate, prepare_row, uuid7
 from .models import (
+    FeedbackAggregateReq,
+    FeedbackAggregateRes,
     FeedbackCreateBatchReq,
     FeedbackCreateBatchRes,
     FeedbackCreateReq,
     FeedbackCreateRes,
+    FeedbackStatsReq,
+    FeedbackStatsRes,
 )
 from .rows import FeedbackRow
 from .store import ProjectStore
@@ -89,6 +93,35 @@ class Engine:
         return prepare_row(
             request, now=self.clock(), default_user_id=self.user_id, new_id=self._new_id
         )
+
+    # --- queries ---------------------------------------------------------------------
+
+    def feedback_aggregate(
+        self, req: FeedbackAggregateReq | Mapping[str, Any]
+    ) -> FeedbackAggregateRes:
+        """Counts and rating sums per (time bucket, group); see spec/SEMANTICS.md."""
+        request = coerce_request(FeedbackAggregateReq, req)
+        rows = self.window(request.project_id, request.after_ms, request.before_ms)
+        return aggregate.feedback_aggregate(request, rows)
+
+    def feedback_stats(self, req: FeedbackStatsReq | Mapping[str, Any]) -> FeedbackStatsRes:
+        """Payload metrics per time bucket and over the window; see spec/SEMANTICS.md.
+
+        A missing ``end`` is the engine clock's now; the request is then validated
+        again so the range checks apply to it as request-model errors.
+        """
+        request = coerce_request(FeedbackStatsReq, req)
+        if request.end is None:
+            request = FeedbackStatsReq.model_validate({**request.model_dump(), "end": self.clock()})
+        return stats.feedback_stats(request, self.window)
+
+    def insert_rows(self, rows: Iterable[FeedbackRow]) -> None:
+        """Store rows that are already built (from a dump, or a bulk generator).
+
+        No create validation runs: use it only for rows made by :func:`make_row` from
+        trusted data. O(m log(n + m)) for m rows.
+        """
+        self._store(rows)
 
     def _store(self, rows: Iterable[FeedbackRow]) -> None:
         with self._lock:

@@ -96,12 +96,20 @@ JSON_PATH_EMPTY = "json_path cannot be empty"
 JSON_PATH_CHARS = "json_path may only contain [a-zA-Z0-9_. ], got: {path!r}"
 PERCENTILE_RANGE = "Percentile must be between 0 and 100, got {p}"
 UNKNOWN_TIMEZONE = "Unknown timezone {tz!r}: expected an IANA time zone name"  # refengine
-NEGATIVE_GRANULARITY = "granularity must be >= 0 (0 or null picks it from the range), got {g}"
+NEGATIVE_GRANULARITY = (  # refengine
+    "granularity must be >= 0 (0 or null picks it from the range), got {g}"
+)
 DUPLICATE_SLUG = (  # refengine
     "metrics {first!r} and {second!r} share the slug {slug!r}; each metric needs its own"
 )
 CATEGORICAL_AGG = (  # refengine
     "categorical metric {path!r} supports only the 'count' aggregation, got {what}"
+)
+KEY_CLASH = (  # refengine: production would send two columns under one alias
+    "metrics {first!r} and {second!r} both produce the bucket key {key!r}; rename one path"
+)
+GRANULARITY_TOO_LARGE = (  # refengine: the first bucket would start before year 1
+    "granularity {g} is too large: the first bucket would start before 0001-01-01"
 )
 
 # --- engine --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ All functions here are pure and run in time linear in the ref's length.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import unquote
 
@@ -40,8 +41,12 @@ class ParsedRef:
         return f"{self.entity}/{self.project}"
 
 
+@lru_cache(maxsize=4096)
 def parse_ref(ref: str) -> ParsedRef | None:
     """Parse ``ref``; return None when it is not a valid object, op or call ref.
+
+    Cached (refs such as scorer and monitor refs repeat across many rows); the
+    result is immutable, so sharing it is safe.
 
     Object and op refs need ``<name>:<digest>`` with exactly one ``:`` and both sides
     non-empty; anything after it must be ``<edge>/<value>`` pairs with the edge one

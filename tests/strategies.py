@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import strategies as st
+
 from refengine import Engine, ManualClock
 
 PROJECT = "acme/bot"
@@ -199,3 +200,94 @@ def populate(
         clock.set(moment)
         engine.feedback_create(req)
     return engine
+
+
+# --- stats requests (POST /feedback/stats) ------------------------------------------
+
+STATS_PATHS = [
+    "output.score",
+    "output.passed",
+    "output.label",
+    "output",
+    "output.0",
+    "output.a b",
+    "output.score.0",
+    "score",
+]
+STATS_ZONES = [
+    "UTC",
+    "",
+    "America/New_York",  # DST starts 2024-03-10 07:00 UTC, within reach of the requests
+    "Asia/Kolkata",  # +05:30
+    "Asia/Kathmandu",  # +05:45
+    "Australia/Adelaide",  # +10:30
+    "Europe/London",
+]
+STATS_PERCENTILES = [0.0, 5.0, 50.0, 90.0, 95.0, 99.9, 100.0, 33.3333333]
+NUMERIC_AGGS = ["sum", "avg", "min", "max", "count", "count_true", "count_false"]
+
+
+@st.composite
+def stats_metrics(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Metrics with distinct paths (so distinct slugs), any valid type and aggregation."""
+    paths = draw(st.lists(st.sampled_from(STATS_PATHS), unique=True, max_size=3))
+    metrics = []
+    for path in paths:
+        value_type = draw(st.sampled_from(["numeric", "numeric", "boolean", "categorical"]))
+        metric: dict[str, Any] = {"json_path": path, "value_type": value_type}
+        if value_type == "categorical":
+            if draw(st.booleans()):
+                metric["aggregations"] = ["count"]
+        else:
+            metric["aggregations"] = draw(st.lists(st.sampled_from(NUMERIC_AGGS), max_size=4))
+            metric["percentiles"] = draw(st.lists(st.sampled_from(STATS_PERCENTILES), max_size=3))
+        metrics.append(metric)
+    return metrics
+
+
+@st.composite
+def stats_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid stats request (explicit end) over and around the datasets() span."""
+    start_ms = draw(
+        st.one_of(
+            st.integers(-3_600_000, SPAN_MS + 3_600_000),
+            st.sampled_from([0, 1_800_000, 3_600_000]),
+        )
+    )
+    start = BASE + timedelta(milliseconds=start_ms, microseconds=draw(st.sampled_from([0, 250])))
+    length = draw(
+        st.one_of(
+            st.integers(0, 9 * 3_600_000).map(lambda ms: timedelta(milliseconds=ms)),
+            st.sampled_from([timedelta(0), timedelta(hours=2), timedelta(hours=12)]),
+        )
+    )
+    req: dict[str, Any] = {
+        "project_id": draw(st.sampled_from([PROJECT, PROJECT, PROJECT, OTHER_PROJECT])),
+        "start": start.isoformat(),
+        "end": (start + length).isoformat(),
+        "timezone": draw(st.sampled_from(STATS_ZONES)),
+        "metrics": draw(stats_metrics()),
+    }
+    granularity = draw(st.sampled_from([None, None, 0, 60, 300, 900, 1800, 3600, 7, 86400, 1]))
+    if granularity is not None:
+        req["granularity"] = granularity
+    feedback_type = draw(
+        st.sampled_from([None, None, "custom", "wandb.agent_monitor", "wandb.runnable.sc_a"])
+    )
+    if feedback_type is not None:
+        req["feedback_type"] = feedback_type
+    trigger_ref = draw(
+        st.sampled_from(
+            [
+                None,
+                None,
+                "weave:///acme/bot/object/mon_1:v1",
+                "weave:///acme/bot/object/mon_1:*",
+                "weave:///acme/bot/object/mon_:*",
+                "weave:///acme/bot/object/watch:v2",
+            ]
+        )
+    )
+    if trigger_ref is not None:
+        req["trigger_ref"] = trigger_ref
+    return req
