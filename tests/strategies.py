@@ -291,3 +291,62 @@ def stats_requests(draw: st.DrawFn) -> dict[str, Any]:
     if trigger_ref is not None:
         req["trigger_ref"] = trigger_ref
     return req
+
+
+# --- aggregate requests -------------------------------------------------------------
+
+BASE_MS = int(BASE.timestamp() * 1000)
+AGG_BUCKET_SECONDS = [1, 60, 420, 900, 3600, 7200, 86_400]
+AGG_GROUP_BY = ["scorer_id", "span_agent_name", "span_agent_version", "span_status_code"]
+AGG_FEEDBACK_TYPES = ["", "*", "custom", "custom.**", "wandb.runnable.", "wandb.agent_monitor", "x"]
+AGG_IDS = ["", "*", "sc_a", "sc*", "judge", "mon_1", "mon*", "watch", "w*", "nope"]
+
+
+AGG_FILTERS: dict[str, st.SearchStrategy[Any]] = {
+    "feedback_types": st.lists(st.sampled_from(AGG_FEEDBACK_TYPES), min_size=1, max_size=2),
+    "tags": st.lists(st.sampled_from([*TAGS, "none"]), min_size=1, max_size=2),
+    "rating_min": st.one_of(st.sampled_from([0.0, 0.25, 0.5, 1.0]), st.floats(0, 1)),
+    "rating_max": st.one_of(st.sampled_from([0.0, 0.25, 0.5, 1.0]), st.floats(0, 1)),
+    "monitor_ids": st.lists(st.sampled_from(AGG_IDS), min_size=1, max_size=2),
+    "scorer_ids": st.lists(st.sampled_from(AGG_IDS), min_size=1, max_size=2),
+    "span_agent_names": st.lists(st.sampled_from([*AGENTS, "plan"]), min_size=1, max_size=2),
+    "span_types": st.lists(
+        st.sampled_from(["agent_turn", "agent_conversation"]), min_size=1, max_size=2
+    ),
+}
+
+
+@st.composite
+def aggregate_filters(draw: st.DrawFn, max_filters: int = 2) -> dict[str, Any]:
+    """Up to ``max_filters`` of the aggregate filters, over the dataset vocabulary
+    (few at a time, so that most queries still match some rows)."""
+    names = draw(st.lists(st.sampled_from(sorted(AGG_FILTERS)), max_size=max_filters, unique=True))
+    return {name: draw(AGG_FILTERS[name]) for name in names}
+
+
+@st.composite
+def aggregate_requests(draw: st.DrawFn, project_id: str | None = None) -> dict[str, Any]:
+    """A valid aggregate request (a dict) whose window overlaps the datasets' span.
+
+    The bucket size, when drawn, is one that keeps the window within 256 buckets.
+    """
+    edges = st.one_of(
+        st.integers(-3_600_000, SPAN_MS + 3_600_000),
+        st.sampled_from([0, 1, 1000, 3_600_000, SPAN_MS - 1, SPAN_MS]),
+    )
+    after = draw(edges)
+    before = draw(edges.filter(lambda ms: ms != after))
+    after, before = min(after, before), max(after, before)
+    length_s = (before - after) / 1000
+    sizes = [n for n in AGG_BUCKET_SECONDS if length_s / n <= 256]
+    bucket = draw(st.one_of(st.none(), st.sampled_from(sizes))) if sizes else None
+    req: dict[str, Any] = {
+        "project_id": project_id
+        or draw(st.sampled_from([PROJECT, PROJECT, PROJECT, OTHER_PROJECT])),
+        "after_ms": BASE_MS + after,
+        "before_ms": BASE_MS + before,
+        "time_bucket_seconds": bucket,
+        "group_by": draw(st.lists(st.sampled_from(AGG_GROUP_BY), max_size=3, unique=True)),
+    }
+    req.update(draw(aggregate_filters()))
+    return req
