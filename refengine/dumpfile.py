@@ -92,10 +92,15 @@ def read_rows(path: str | Path) -> list[FeedbackRow]:
     """
     name = str(path)
     with open(path, encoding="utf-8") as handle:
-        return list(_parse_lines(name, handle))
+        return list(parse_lines(name, handle))
 
 
-def _parse_lines(name: str, lines: Iterable[str]) -> Iterator[FeedbackRow]:
+def parse_lines(name: str, lines: Iterable[str]) -> Iterator[FeedbackRow]:
+    """Rows from dump lines (``name`` labels errors); raises at the first bad line.
+
+    A generator, so a caller can report progress; collect it fully before storing
+    anything to keep loading all or nothing.
+    """
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -298,7 +298,12 @@ class FeedbackStatsReq(_Request):
     @field_validator("start", "end")
     @classmethod
     def _to_utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else as_utc(value)
+        if value is None:
+            return None
+        try:
+            return as_utc(value)
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 has no UTC datetime
+            raise ValueError("datetime is out of range once converted to UTC") from None
 
     @model_validator(mode="after")
     def _check_range(self) -> FeedbackStatsReq:

@@ -1,0 +1,508 @@
+"""The HTTP server: the four feedback endpoints behind their production URLs.
+
+``create_app(engine, api_keys)`` returns a FastAPI application serving
+
+* ``POST /feedback/create``, ``POST /feedback/batch/create``,
+  ``POST /feedback/aggregate``, ``POST /feedback/stats`` — the published bodies;
+* ``GET /health`` — ``{"status": "ok"}``;
+* ``GET /openapi.json`` (and ``/docs``) — the generated OpenAPI document;
+* ``GET`` / ``POST /refengine/clock`` — a refengine-only test control, **not part of
+  the published API** and left out of the OpenAPI document: read the engine clock,
+  or set it (``{"now": "2024-05-01T12:00:00Z"}``) when the engine runs on a
+  :class:`~refengine.clock.ManualClock` (otherwise 409).
+
+Errors, as production sends them:
+
+* a body that does not fit the request model, or is not JSON at all → **422** with
+  the published ``HTTPValidationError`` body, ``{"detail": [{"loc", "msg", "type"}]}``
+  (FastAPI's extra ``input``/``ctx``/``url`` keys are left out: they may hold values
+  that are not JSON, and the published ``ValidationError`` has only these three);
+* a semantic error (:class:`~refengine.errors.InvalidRequest`) → **400**
+  ``{"reason": "..."}``;
+* missing or unknown credentials when API keys are configured → **401**
+  ``{"detail": "..."}`` with ``WWW-Authenticate: Basic``.
+
+No input makes the server answer 500 (``tests/test_server.py`` fuzzes every route).
+
+Authentication is HTTP Basic as the official client sends it: username ``api``,
+password = the API key. With keys configured (``api_keys={"KEY": "user" or None}``)
+only those keys are accepted; with none configured every caller is accepted. The
+acting user — written as ``wb_user_id`` on every created row, overwriting any value
+the client sent — is the key's configured user, else the Basic username unless it
+is ``api`` (or empty), else ``"user-"`` + the first 12 hex digits of the key's
+SHA-256; a caller with no credentials (only possible without configured keys) acts
+as the engine's ``user_id``.
+
+Numbers that JSON cannot hold (a rating sum that overflows to infinity) are written
+as ``1e999`` / ``-1e999``, which every JSON parser reads back as ±infinity; NaN is
+written as ``null``. Production fails such a response with a server error.
+
+Needs the ``server`` extra (FastAPI, uvicorn).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import math
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+from typing import Annotated, Any, TypeVar
+
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
+
+from .clock import ManualClock
+from .engine import Engine
+from .errors import InvalidRequest
+from .models import (
+    FeedbackAggregateReq,
+    FeedbackAggregateRes,
+    FeedbackCreateBatchReq,
+    FeedbackCreateBatchRes,
+    FeedbackCreateReq,
+    FeedbackCreateRes,
+    FeedbackStatsReq,
+    FeedbackStatsRes,
+)
+
+API_USERNAME = "api"
+"""The Basic-auth username the official client sends with an API key."""
+
+FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
+OUT_OF_RANGE = "Value error, date value out of range"
+
+ResT = TypeVar("ResT", bound=BaseModel)
+
+_VALIDATION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "The request fits the model but breaks a rule of the endpoint.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"reason": {"type": "string"}},
+                    "required": ["reason"],
+                }
+            }
+        },
+    },
+    401: {"description": "Missing or unknown API key (only when keys are configured)."},
+}
+
+
+# --- JSON rendering ------------------------------------------------------------------
+
+_NONCE = secrets.token_hex(8)
+_POS_INF = f"\x00refengine+inf{_NONCE}\x00"
+_NEG_INF = f"\x00refengine-inf{_NONCE}\x00"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()  # aware UTC datetimes render as "...+00:00"
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="python")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by a placeholder (or None)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        if math.isnan(value):
+            return None
+        return _POS_INF if value > 0 else _NEG_INF
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, BaseModel):
+        return _finite(value.model_dump(mode="python"))
+    return value
+
+
+def _dumps(content: Any, ensure_ascii: bool) -> str:
+    try:
+        return json.dumps(
+            content,
+            default=_json_default,
+            allow_nan=False,
+            ensure_ascii=ensure_ascii,
+            separators=(",", ":"),
+        )
+    except ValueError:  # a non-finite float somewhere: rare, and only in query answers
+        text = json.dumps(
+            _finite(content),
+            default=_json_default,
+            allow_nan=False,
+            ensure_ascii=ensure_ascii,
+            separators=(",", ":"),
+        )
+        return text.replace(json.dumps(_POS_INF), "1e999").replace(json.dumps(_NEG_INF), "-1e999")
+
+
+def render_json(content: Any) -> bytes:
+    """``content`` as UTF-8 JSON bytes; datetimes with an explicit offset.
+
+    Strings holding lone surrogates (legal in JSON text, not in UTF-8) fall back to
+    ASCII escapes instead of failing.
+    """
+    if isinstance(content, BaseModel):
+        content = content.model_dump(mode="python")
+    try:
+        return _dumps(content, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return _dumps(content, ensure_ascii=True).encode("ascii")
+
+
+class JSONBody(Response):
+    """A JSON response rendered by :func:`render_json`."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return render_json(content)
+
+
+# --- errors --------------------------------------------------------------------------
+
+
+def _error_item(error: Mapping[str, Any], prefix: Sequence[str | int] = ()) -> dict[str, Any]:
+    loc = [part if isinstance(part, (str, int)) else str(part) for part in error.get("loc", ())]
+    return {
+        "loc": [*prefix, *loc],
+        "msg": str(error.get("msg", "")),
+        "type": str(error.get("type", "")),
+    }
+
+
+def validation_error_body(
+    errors: Sequence[Mapping[str, Any]], prefix: Sequence[str | int] = ()
+) -> dict[str, Any]:
+    """The published ``HTTPValidationError`` body for a list of pydantic errors."""
+    return {"detail": [_error_item(error, prefix) for error in errors]}
+
+
+def _unprocessable(
+    errors: Sequence[Mapping[str, Any]], prefix: Sequence[str | int] = ()
+) -> JSONBody:
+    return JSONBody(validation_error_body(errors, prefix), status_code=422)
+
+
+def _json_invalid() -> JSONBody:
+    return _unprocessable([{"loc": ("body",), "msg": "JSON decode error", "type": "json_invalid"}])
+
+
+async def _on_request_validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return _unprocessable(list(exc.errors()))
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == FASTAPI_BODY_PARSE_ERROR:
+        # Not decodable as JSON (bad UTF-8, nesting deeper than the parser allows):
+        # a malformed body, which production answers with 422 like any other.
+        return _json_invalid()
+    return JSONBody({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _on_overflow(request: Request, exc: Exception) -> Response:
+    # A date that fits the model but not the calendar once moved to UTC
+    # ("9999-12-31T23:59:59-01:00"): raised while validating the body.
+    return _unprocessable([{"loc": ("body",), "msg": OUT_OF_RANGE, "type": "value_error"}])
+
+
+def _not_authenticated(detail: str) -> StarletteHTTPException:
+    return StarletteHTTPException(
+        status_code=401, detail=detail, headers={"WWW-Authenticate": "Basic"}
+    )
+
+
+# --- authentication ------------------------------------------------------------------
+
+
+class _LenientBasic(HTTPBasic):
+    """HTTP Basic that never fails by itself: unreadable credentials count as none.
+
+    Whether a request without usable credentials is refused is decided by the
+    configured keys, not by the header parser. Declared as the ``HTTPBasic`` security
+    scheme in the OpenAPI document, as the published pages do.
+    """
+
+    async def __call__(  # type: ignore[override]
+        self, request: HTTPConnection
+    ) -> HTTPBasicCredentials | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, param = header.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            raw = base64.b64decode(param.strip(), validate=True)
+        except (ValueError, binascii.Error):
+            return None
+        try:
+            data = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            data = raw.decode("latin-1")
+        username, separator, password = data.partition(":")
+        if not separator:
+            return None
+        return HTTPBasicCredentials(username=username, password=password)
+
+
+def derived_user_id(api_key: str) -> str:
+    """The stable user id of an API key that has no configured user."""
+    return "user-" + hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def resolve_user(
+    credentials: HTTPBasicCredentials | None,
+    api_keys: Mapping[str, str | None],
+    default_user: str,
+) -> str:
+    """The acting user of a request, or raise 401 (see the module docstring)."""
+    username = credentials.username if credentials is not None else ""
+    password = credentials.password if credentials is not None else ""
+    if api_keys:
+        if not password:
+            raise _not_authenticated("Not authenticated: send HTTP Basic credentials api:<key>")
+        if password not in api_keys:
+            raise _not_authenticated("Invalid API key")
+        configured = api_keys[password]
+        if configured:
+            return configured
+    if username and username != API_USERNAME:
+        return username
+    if password:
+        return derived_user_id(password)
+    return default_user
+
+
+# --- the application -----------------------------------------------------------------
+
+
+def _call_engine(action: Callable[[], ResT]) -> JSONBody:
+    """Run an engine call and map its failures to the published error responses."""
+    try:
+        result = action()
+    except InvalidRequest as exc:
+        return JSONBody({"reason": exc.reason}, status_code=400)
+    except ValidationError as exc:
+        # Validation inside the engine (the stats request re-validated once a missing
+        # end has become "now") is a request-model error like any other.
+        return _unprocessable(list(exc.errors()), prefix=("body",))
+    return JSONBody(result)
+
+
+class ClockSet(BaseModel):
+    """Body of ``POST /refengine/clock``."""
+
+    now: datetime
+
+
+_basic = _LenientBasic(auto_error=False, scheme_name="HTTPBasic")
+
+
+def current_user(
+    request: Request,
+    credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+) -> str:
+    """FastAPI dependency: the acting user of ``request`` (or 401)."""
+    served: Engine = request.app.state.engine
+    keys: dict[str, str | None] = request.app.state.api_keys
+    return resolve_user(credentials, keys, served.user_id)
+
+
+User = Annotated[str, Depends(current_user)]
+
+
+def create_app(
+    engine: Engine | None = None, api_keys: Mapping[str, str | None] | None = None
+) -> FastAPI:
+    """A FastAPI app serving ``engine`` (a new one on the system clock by default).
+
+    ``api_keys`` maps each accepted API key to its user id (or ``None`` to derive
+    one); empty or ``None`` accepts every caller.
+    """
+    served = engine if engine is not None else Engine()
+    app = FastAPI(
+        title="refengine",
+        version="0.1.0",
+        description="In-memory reference engine for the trace server feedback endpoints.",
+        exception_handlers={
+            RequestValidationError: _on_request_validation,
+            StarletteHTTPException: _on_http_exception,
+            OverflowError: _on_overflow,
+        },
+    )
+    app.state.engine = served
+    app.state.api_keys = dict(api_keys or {})
+
+    @app.post(
+        "/feedback/create",
+        tags=["Feedback"],
+        summary="Feedback Create",
+        response_model=FeedbackCreateRes,
+        responses=_VALIDATION_RESPONSES,
+        operation_id="feedback_create_feedback_create_post",
+    )
+    def feedback_create(req: FeedbackCreateReq, user: User) -> Response:
+        """Add feedback to a call or object."""
+        request = req.model_copy(update={"wb_user_id": user})
+        return _call_engine(lambda: served.feedback_create(request))
+
+    @app.post(
+        "/feedback/batch/create",
+        tags=["Feedback"],
+        summary="Feedback Batch Create",
+        response_model=FeedbackCreateBatchRes,
+        responses=_VALIDATION_RESPONSES,
+        operation_id="feedback_batch_create_feedback_batch_create_post",
+    )
+    def feedback_batch_create(req: FeedbackCreateBatchReq, user: User) -> Response:
+        """Add several feedback rows: every item is written, or none."""
+        request = FeedbackCreateBatchReq(
+            batch=[item.model_copy(update={"wb_user_id": user}) for item in req.batch]
+        )
+        return _call_engine(lambda: served.feedback_create_batch(request))
+
+    @app.post(
+        "/feedback/aggregate",
+        tags=["Feedback"],
+        summary="Feedback Aggregate",
+        response_model=FeedbackAggregateRes,
+        responses=_VALIDATION_RESPONSES,
+        operation_id="feedback_aggregate_feedback_aggregate_post",
+    )
+    def feedback_aggregate(req: FeedbackAggregateReq, user: User) -> Response:
+        """Aggregate typed scorer feedback (tags, ratings) over time buckets."""
+        return _call_engine(lambda: served.feedback_aggregate(req))
+
+    @app.post(
+        "/feedback/stats",
+        tags=["Feedback"],
+        summary="Feedback Stats",
+        response_model=FeedbackStatsRes,
+        responses=_VALIDATION_RESPONSES,
+        operation_id="feedback_stats_feedback_stats_post",
+    )
+    def feedback_stats(req: FeedbackStatsReq, user: User) -> Response:
+        """Return aggregated feedback statistics over time buckets."""
+        return _call_engine(lambda: served.feedback_stats(req))
+
+    @app.get("/health", tags=["Service"], summary="Health")
+    def health() -> dict[str, str]:
+        """Liveness check: ``{"status": "ok"}``."""
+        return {"status": "ok"}
+
+    @app.get("/refengine/clock", include_in_schema=False)
+    def get_clock(user: User) -> Response:
+        """refengine test control: the engine clock's now, and whether it is manual."""
+        return JSONBody({"now": served.clock(), "manual": isinstance(served.clock, ManualClock)})
+
+    @app.post("/refengine/clock", include_in_schema=False)
+    def set_clock(body: ClockSet, user: User) -> Response:
+        """refengine test control: set a manual engine clock (409 on a system clock)."""
+        clock = served.clock
+        if not isinstance(clock, ManualClock):
+            return JSONBody(
+                {
+                    "reason": "the engine clock is not manual: start the server with "
+                    "--clock ISO8601 (or an Engine on a ManualClock) to set it"
+                },
+                status_code=409,
+            )
+        try:
+            now = clock.set(body.now)
+        except OverflowError:
+            return _unprocessable(
+                [{"loc": ("body", "now"), "msg": OUT_OF_RANGE, "type": "value_error"}]
+            )
+        return JSONBody({"now": now, "manual": True})
+
+    return app
+
+
+# --- running in the background (pytest plugin, tests) --------------------------------
+
+
+def set_nodelay(sock: socket.socket) -> None:
+    """Disable Nagle's algorithm on a listening socket (accepted sockets inherit it).
+
+    uvicorn's h11 protocol writes a response in several small sends; with Nagle on,
+    a keep-alive client's delayed ACK then stalls every request by ~40 ms.
+    """
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class BackgroundServer:
+    """uvicorn serving ``app`` on a free 127.0.0.1 port, in a daemon thread.
+
+    >>> server = BackgroundServer(create_app())  # doctest: +SKIP
+    >>> server.start(); server.base_url; server.stop()  # doctest: +SKIP
+    """
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        set_nodelay(self._socket)
+        self._socket.listen(2048)
+        self.host, self.port = self._socket.getsockname()[:2]
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._socket]},
+            name=f"refengine-server-{self.port}",
+            daemon=True,
+        )
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``, without a trailing slash."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> BackgroundServer:
+        """Start serving; returns once uvicorn accepts connections (or raises)."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"refengine server on {self.base_url} did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask uvicorn to exit and wait for the thread (bounded)."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._socket.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
