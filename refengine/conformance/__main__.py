@@ -1,0 +1,7 @@
+"""``python -m refengine.conformance {conformance,cases} ...``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

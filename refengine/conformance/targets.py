@@ -1,0 +1,179 @@
+"""Targets: the in-process engine, and any HTTP server speaking the feedback API."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..clock import ManualClock
+from ..engine import Engine
+from ..errors import InvalidRequest
+from .backend import JSON, ConformanceError, Outcome, error_message
+
+DEFAULT_INSTANT = "2024-01-01T00:00:00Z"
+"""The clock of a fresh target, and of every case before its first ``at``."""
+
+
+def counting_ids(prefix: str = "00000000-0000-7000-8000-") -> Callable[[], str]:
+    """A deterministic id factory (``...000000000001``, ``...2``, ...)."""
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter):012d}"
+
+
+def validation_detail(exc: ValidationError) -> list[Any]:
+    """The JSON ``detail`` list FastAPI would send for ``exc``."""
+    detail: list[Any] = json.loads(exc.json(include_url=False))
+    return detail
+
+
+class InProcessTarget:
+    """The reference :class:`~refengine.Engine`, in process, with a manual clock.
+
+    Errors become outcomes exactly as the HTTP server renders them: pydantic
+    ``ValidationError`` → 422 ``{"detail": [...]}``, ``InvalidRequest`` → 400
+    ``{"reason": ...}``; anything else → 500 with the exception as the message.
+    """
+
+    name = "inprocess"
+
+    def __init__(
+        self, engine: Engine | None = None, id_factory: Callable[[], str] | None = None
+    ) -> None:
+        self.clock = ManualClock(DEFAULT_INSTANT)
+        if engine is None:
+            engine = Engine(clock=self.clock, id_factory=id_factory)
+        else:
+            engine.clock = self.clock
+        self.engine = engine
+        self._projects = itertools.count(1)
+
+    def new_project(self) -> str:
+        return f"conformance/p{next(self._projects)}"
+
+    def set_clock(self, instant: str) -> None:
+        self.clock.set(instant)
+
+    def _run(self, method: Callable[[dict[str, Any]], BaseModel], request: Any) -> Outcome:
+        try:
+            result = method(request)
+        except ValidationError as exc:
+            detail = {"detail": validation_detail(exc)}
+            return Outcome(422, detail, error_message(422, detail))
+        except InvalidRequest as exc:
+            return Outcome(400, {"reason": exc.reason}, exc.reason)
+        except Exception as exc:  # a crash is a result too
+            return Outcome(500, None, f"{type(exc).__name__}: {exc}")
+        body: JSON = result.model_dump(mode="json")
+        return Outcome(200, body, None)
+
+    def feedback_create(self, request: dict[str, Any]) -> Outcome:
+        return self._run(self.engine.feedback_create, request)
+
+    def feedback_create_batch(self, request: dict[str, Any]) -> Outcome:
+        return self._run(self.engine.feedback_create_batch, request)
+
+    def feedback_aggregate(self, request: dict[str, Any]) -> Outcome:
+        return self._run(self.engine.feedback_aggregate, request)
+
+    def feedback_stats(self, request: dict[str, Any]) -> Outcome:
+        return self._run(self.engine.feedback_stats, request)
+
+
+PATHS = {
+    "create": "/feedback/create",
+    "create_batch": "/feedback/batch/create",
+    "aggregate": "/feedback/aggregate",
+    "stats": "/feedback/stats",
+}
+CLOCK_PATH = "/refengine/clock"
+
+
+class HttpTarget:
+    """A server speaking the feedback API over HTTP, with Basic credentials.
+
+    ``set_clock`` uses refengine's test control ``POST /refengine/clock {"now": ...}``
+    (available when the server runs with a manual clock); another backend can offer
+    the same route, or subclass and override :meth:`set_clock`. Pass ``client`` (any
+    ``httpx.Client``, e.g. Starlette's ``TestClient(app)``) or ``transport`` to test
+    an app without a socket.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        username: str = "api",
+        project_prefix: str = "conformance",
+        timeout: float = 30.0,
+        transport: Any = None,
+        client: Any = None,
+    ) -> None:
+        import httpx  # noqa: PLC0415 (optional: the server extra)
+
+        self.name = base_url
+        self.base_url = base_url.rstrip("/")
+        auth = (username, api_key) if api_key is not None else None
+        if client is None:
+            client = httpx.Client(
+                base_url=self.base_url, auth=auth, timeout=timeout, transport=transport
+            )
+        elif auth is not None:
+            client.auth = auth
+        self._client: httpx.Client = client
+        self._project_prefix = project_prefix
+        self._run_id = uuid.uuid4().hex[:10]
+        self._projects = itertools.count(1)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def new_project(self) -> str:
+        return f"{self._project_prefix}/{self._run_id}-p{next(self._projects)}"
+
+    def set_clock(self, instant: str) -> None:
+        outcome = self._post(CLOCK_PATH, {"now": instant})
+        if outcome.status != 200:
+            hint = (
+                "check --api-key"
+                if outcome.status in (401, 403)
+                else "start the server with a manual clock (refengine serve --clock ...)"
+            )
+            raise ConformanceError(
+                f"{self.name} refused to set the clock (POST {CLOCK_PATH} → "
+                f"{outcome.status}: {outcome.message}); {hint}"
+            )
+
+    def _post(self, path: str, request: Any) -> Outcome:
+        import httpx  # noqa: PLC0415 (optional: the server extra)
+
+        try:
+            response = self._client.post(path, json=request)
+        except httpx.HTTPError as exc:
+            return Outcome(0, None, f"no response from POST {path}: {type(exc).__name__}: {exc}")
+        try:
+            body: JSON = response.json()
+        except ValueError:
+            text = response.text
+            snippet = text if len(text) <= 200 else text[:197] + "..."
+            return Outcome(
+                response.status_code, None, f"POST {path} returned a non-JSON body: {snippet!r}"
+            )
+        return Outcome(response.status_code, body, error_message(response.status_code, body))
+
+    def feedback_create(self, request: dict[str, Any]) -> Outcome:
+        return self._post(PATHS["create"], request)
+
+    def feedback_create_batch(self, request: dict[str, Any]) -> Outcome:
+        return self._post(PATHS["create_batch"], request)
+
+    def feedback_aggregate(self, request: dict[str, Any]) -> Outcome:
+        return self._post(PATHS["aggregate"], request)
+
+    def feedback_stats(self, request: dict[str, Any]) -> Outcome:
+        return self._post(PATHS["stats"], request)

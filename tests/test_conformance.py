@@ -1,0 +1,414 @@
+"""The conformance kit: the catalogue is valid, up to date, covers every rule, passes on
+the reference engine (in process and over HTTP), and catches broken backends with a
+readable, path-addressed diff."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from refengine.conformance import cli, runner
+from refengine.conformance.backend import Backend, ConformanceError, Outcome
+from refengine.conformance.cases import (
+    CASES_DIR,
+    INDEX_NAME,
+    SEMANTICS_PATH,
+    CaseFile,
+    load_catalogue,
+    load_schema,
+    rule_index,
+    schema_errors,
+    spec_rules,
+    update_catalogue,
+)
+from refengine.conformance.runner import (
+    Skip,
+    load_skips,
+    report,
+    run_catalogue,
+    run_differential,
+    summary_table,
+    write_junit,
+)
+from refengine.conformance.targets import InProcessTarget
+
+NOT_NEEDING_A_CASE: dict[str, str] = {
+    "Aggregate / Cost": "complexity of the implementation, not observable behaviour",
+}
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> list[CaseFile]:
+    return load_catalogue()
+
+
+def lines_of(results: list[runner.CaseResult], **kwargs: Any) -> str:
+    out: list[str] = []
+    report(results, None, out.append, **kwargs)
+    return "\n".join(out)
+
+
+# --- the catalogue as data -----------------------------------------------------------------
+
+
+def test_every_case_file_validates_against_the_schema() -> None:
+    schema = load_schema()
+    paths = sorted(CASES_DIR.glob("*.json"))
+    assert len(paths) >= 10
+    for path in paths:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        assert schema_errors(data, schema) == [], path.name
+
+
+def test_schema_rejects_a_malformed_case() -> None:
+    bad = {
+        "feature": "x",
+        "description": "d",
+        "cases": [
+            {
+                "id": "x.1",
+                "description": "d",
+                "rules": ["r"],
+                "steps": [{"endpoint": "delete", "request": {}, "expect": {"status": 500}}],
+            }
+        ],
+    }
+    errors = schema_errors(bad)
+    assert any("steps[0].endpoint" in e for e in errors)
+    assert any("steps[0].expect" in e for e in errors)
+
+
+def test_case_ids_are_unique(catalogue: list[CaseFile]) -> None:
+    ids = [case["id"] for f in catalogue for case in f.cases()]
+    assert len(ids) == len(set(ids))
+    assert len(ids) >= 100
+
+
+def test_expectations_are_up_to_date() -> None:
+    """Regenerating in memory reproduces every file byte for byte (and INDEX.md)."""
+    texts = update_catalogue(write=False)
+    assert CASES_DIR / INDEX_NAME in texts
+    stale = [p.name for p, t in texts.items() if p.read_text(encoding="utf-8") != t]
+    assert stale == [], "run `refengine cases --update` and review the diff"
+
+
+def test_every_semantics_rule_has_a_case(catalogue: list[CaseFile]) -> None:
+    """Every ``###`` rule of SEMANTICS.md (and of the aggregate/stats drafts until they
+    are merged into it) is cited by a case, or listed above with a reason."""
+    rules = spec_rules()
+    assert rules, "no ### headings found in SEMANTICS.md"
+    index = rule_index(catalogue)
+    uncovered = [r for r in rules if not index.get(r) and r not in NOT_NEEDING_A_CASE]
+    assert uncovered == []
+    assert set(NOT_NEEDING_A_CASE) <= set(rules), "an exemption names no rule"
+
+
+def test_cited_rules_exist(catalogue: list[CaseFile]) -> None:
+    """A citation names a ``## `` section (e.g. ``Errors``) or a ``section / heading``
+    rule of SEMANTICS.md or of a section draft."""
+    text = SEMANTICS_PATH.read_text(encoding="utf-8")
+    sections = set(re.findall(r"^## (.+?)\s*$", text, flags=re.M))
+    rules = set(spec_rules())
+    unknown = [r for r in rule_index(catalogue) if r not in sections and r not in rules]
+    assert unknown == []
+
+
+def test_every_endpoint_and_error_status_is_exercised(catalogue: list[CaseFile]) -> None:
+    seen = {
+        (step["endpoint"], step["expect"]["status"])
+        for f in catalogue
+        for case in f.cases()
+        for step in case["steps"]
+    }
+    for endpoint in ("create", "create_batch", "aggregate", "stats"):
+        assert (endpoint, 200) in seen
+        assert (endpoint, 422) in seen
+    for endpoint in ("create", "create_batch", "stats"):
+        assert (endpoint, 400) in seen
+
+
+# --- the reference passes ---------------------------------------------------------------
+
+
+def test_catalogue_passes_in_process(catalogue: list[CaseFile]) -> None:
+    results = run_catalogue(InProcessTarget(), catalogue)
+    failed = [r for r in results if r.status != "pass"]
+    assert failed == [], lines_of(failed)
+    table = summary_table(results)
+    assert "total" in table
+    assert re.search(r"total\s+\d+\s+0\s+0", table)
+
+
+def test_differential_on_the_reference_agrees() -> None:
+    result = run_differential(InProcessTarget(), examples=15, seed=1)
+    assert result.passed, result.error or [d.render() for d in result.diffs]
+    assert result.examples >= 1
+
+
+@pytest.fixture(scope="module")
+def http_target() -> Iterator[Backend]:
+    server = pytest.importorskip("refengine.server", reason="refengine.server has not landed")
+    testclient = pytest.importorskip("fastapi.testclient")
+    from refengine import Engine, ManualClock
+    from refengine.conformance.targets import DEFAULT_INSTANT, HttpTarget
+
+    engine = Engine(clock=ManualClock(DEFAULT_INSTANT))
+    try:
+        app = server.create_app(engine=engine, api_keys={"secret": "conformance-user"})
+    except TypeError:
+        app = server.create_app(engine=engine)
+    with testclient.TestClient(app) as client:
+        target = HttpTarget("http://testserver", "secret", client=client)
+        outcome = target.feedback_aggregate({"project_id": "x/y", "after_ms": 0, "before_ms": 1})
+        if outcome.status in (401, 403):
+            pytest.skip(f"cannot authenticate against the in-process app: {outcome.message}")
+        yield target
+
+
+def test_catalogue_passes_over_http(catalogue: list[CaseFile], http_target: Backend) -> None:
+    results = run_catalogue(http_target, catalogue)
+    failed = [r for r in results if r.status != "pass"]
+    assert failed == [], lines_of(failed)
+
+
+def test_differential_over_http_agrees(http_target: Backend) -> None:
+    result = run_differential(http_target, examples=5, seed=2)
+    assert result.passed, result.error or [d.render() for d in result.diffs]
+
+
+# --- broken backends are caught -----------------------------------------------------------
+
+
+class RepeatedTagOnce(InProcessTarget):
+    """Stores each distinct tag once per row (so a repeated tag counts once)."""
+
+    name = "repeated-tag-once"
+
+    @staticmethod
+    def _dedupe(body: Any) -> Any:
+        if isinstance(body, dict) and isinstance(body.get("scorer_tags"), list):
+            body = {**body, "scorer_tags": list(dict.fromkeys(body["scorer_tags"]))}
+        return body
+
+    def feedback_create(self, request: dict[str, Any]) -> Outcome:
+        return super().feedback_create(self._dedupe(request))
+
+    def feedback_create_batch(self, request: dict[str, Any]) -> Outcome:
+        if isinstance(request, dict) and isinstance(request.get("batch"), list):
+            request = {**request, "batch": [self._dedupe(b) for b in request["batch"]]}
+        return super().feedback_create_batch(request)
+
+
+class StartAlignedStats(InProcessTarget):
+    """Aligns stats buckets to ``start`` instead of the Unix epoch (the upstream fake)."""
+
+    name = "start-aligned-stats"
+
+    def feedback_stats(self, request: dict[str, Any]) -> Outcome:
+        def from_start(start_s: int, end_s: int, g: int) -> range:
+            return range(start_s, max(end_s, start_s), g)
+
+        with mock.patch("refengine.stats.bucket_starts", from_start):
+            return super().feedback_stats(request)
+
+
+class Garbage(InProcessTarget):
+    """Answers every query with nonsense and sometimes blows up."""
+
+    name = "garbage"
+
+    def feedback_aggregate(self, request: dict[str, Any]) -> Outcome:
+        return Outcome(200, "not an object", None)
+
+    def feedback_stats(self, request: dict[str, Any]) -> Outcome:
+        raise RuntimeError("backend exploded")
+
+
+def test_repeated_tag_counted_once_is_caught(catalogue: list[CaseFile]) -> None:
+    results = run_catalogue(RepeatedTagOnce(), catalogue, "agg.acc.repeated-tag")
+    [result] = results
+    assert result.status == "fail"
+    text = lines_of(results)
+    assert "$.buckets[0].tag_counts.good: expected 3 → actual 2" in text
+    assert "FAIL  agg.acc.repeated-tag" in text
+    entry = json.loads(text.split("skip entry: ", 1)[1].splitlines()[0])
+    assert entry["case"] == "agg.acc.repeated-tag"
+    assert entry["reason"] == "bug"
+    assert "$.buckets[0].tag_counts.good" in entry["note"]
+
+
+def test_start_aligned_buckets_are_caught(catalogue: list[CaseFile]) -> None:
+    results = run_catalogue(StartAlignedStats(), catalogue, "stats.bucket.epoch-aligned")
+    [result] = results
+    assert result.status == "fail"
+    text = lines_of(results)
+    assert (
+        '$.buckets[0].timestamp: expected "2024-03-09T22:00:00+00:00" → '
+        'actual "2024-03-09T22:01:40+00:00" (different instants)'
+    ) in text
+
+
+def test_broken_backends_fail_only_where_they_differ(catalogue: list[CaseFile]) -> None:
+    results = run_catalogue(RepeatedTagOnce(), catalogue)
+    failed = {r.case_id for r in results if r.status == "fail"}
+    assert "agg.acc.repeated-tag" in failed
+    assert all(cid.startswith(("agg.", "create.batch")) for cid in failed), sorted(failed)
+    assert not any(cid.startswith("stats.") for cid in failed)
+
+
+def test_differential_catches_a_broken_backend() -> None:
+    result = run_differential(RepeatedTagOnce(), examples=200, seed=3)
+    assert not result.passed
+    assert result.error is None
+    assert result.case is not None
+    assert any("tag_counts" in d.path for d in result.diffs), [d.render() for d in result.diffs]
+    out: list[str] = []
+    runner.render_differential(result, out.append)
+    text = "\n".join(out)
+    assert "minimal failing example" in text
+    # The example ends at the differing aggregate and holds a row with a repeated tag.
+    assert result.case["steps"][-1]["endpoint"] == "aggregate"
+    tags = [item["create"].get("scorer_tags", []) for item in result.case["setup"]]
+    assert any(len(t) != len(set(t)) for t in tags)
+
+
+def test_garbage_from_a_target_is_a_failed_case(catalogue: list[CaseFile]) -> None:
+    results = run_catalogue(Garbage(), catalogue, "agg.acc.zero-sum-dropped")
+    results += run_catalogue(Garbage(), catalogue, "stats.window.empty")
+    assert [r.status for r in results] == ["fail", "fail"]
+    text = lines_of(results)
+    assert '$: expected {"after_ms"' in text
+    assert "(expected an object)" in text
+    assert "backend exploded" in text
+
+
+# --- skips, report, junit, cli --------------------------------------------------------------
+
+
+def test_skips(tmp_path: Path, catalogue: list[CaseFile]) -> None:
+    path = tmp_path / "skips.json"
+    path.write_text(
+        json.dumps(
+            [
+                {"case": "agg.acc.repeated-tag", "reason": "bug", "note": "counts tags once"},
+                {"case": "agg.acc.scored-count", "reason": "missing_feature", "note": ""},
+            ]
+        )
+    )
+    skips = load_skips(path)
+    assert skips["agg.acc.repeated-tag"] == Skip("agg.acc.repeated-tag", "bug", "counts tags once")
+    results = run_catalogue(RepeatedTagOnce(), catalogue, "agg.acc.*", skips)
+    by_id = {r.case_id: r for r in results}
+    assert by_id["agg.acc.repeated-tag"].status == "skip"
+    assert by_id["agg.acc.scored-count"].status == "skip"
+    text = lines_of(results)
+    assert "now pass; remove them from the skip list" in text
+    assert "  agg.acc.scored-count" in text
+    assert "FAIL" not in text
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('[{"case": "x", "reason": "flaky"}]', "reason must be one of"),
+        ('[{"reason": "bug"}]', "needs a string 'case'"),
+        ('{"x": 1}', "expected a list"),
+        ("not json", "cannot read skip file"),
+    ],
+)
+def test_bad_skip_files(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "skips.json"
+    path.write_text(content)
+    with pytest.raises(ConformanceError, match=message):
+        load_skips(path)
+
+
+def test_junit(tmp_path: Path, catalogue: list[CaseFile]) -> None:
+    import xml.etree.ElementTree as ET
+
+    results = run_catalogue(RepeatedTagOnce(), catalogue, "agg.acc.*")
+    out = tmp_path / "out.xml"
+    write_junit(out, results, None)
+    root = ET.parse(out).getroot()
+    [suite] = root.findall("testsuite")
+    assert suite.get("name") == "aggregate-accumulators"
+    assert suite.get("failures") == "1"
+    failure = root.find(".//testcase[@name='agg.acc.repeated-tag']/failure")
+    assert failure is not None
+    assert "$.buckets[0].tag_counts.good" in (failure.get("message") or "")
+
+
+def test_cli_on_the_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junit = tmp_path / "j.xml"
+    status = cli.main(
+        [
+            "conformance",
+            "--target",
+            "inprocess",
+            "--cases",
+            "stats.pct.*",
+            "--differential-examples",
+            "3",
+            "--seed",
+            "4",
+            "--junit",
+            str(junit),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "PASS  stats.pct.linear" in out
+    assert re.search(r"stats-percentiles\s+6\s+0\s+0", out)
+    assert "differential: 3 examples" in out
+    assert junit.exists()
+
+
+def test_cli_exit_status_on_failure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "make_target", lambda spec, key: RepeatedTagOnce())
+    status = cli.main(
+        [
+            "conformance",
+            "--target",
+            "inprocess",
+            "--cases",
+            "agg.acc.repeated-tag",
+            "--differential-examples",
+            "0",
+        ]
+    )
+    assert status == 1
+    assert "$.buckets[0].tag_counts.good" in capsys.readouterr().out
+
+
+def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["conformance", "--target", "ftp://x", "--differential-examples", "0"]) == 2
+    assert cli.main(["conformance", "--target", "inprocess", "--cases", "no-such-case-xyz"]) == 2
+    assert "no case matches" in capsys.readouterr().err
+
+
+def test_cli_cases_check(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["cases", "--check"]) == 0
+    assert cli.main(["cases"]) == 0
+    assert "cases: valid" in capsys.readouterr().out
+
+
+def test_unreachable_http_target_fails_cleanly(catalogue: list[CaseFile]) -> None:
+    pytest.importorskip("httpx")
+    from refengine.conformance.targets import HttpTarget
+
+    target = HttpTarget("http://127.0.0.1:9", "k", timeout=2.0)
+    try:
+        [result] = run_catalogue(target, catalogue, "create.status.ok")
+    finally:
+        target.close()
+    assert result.status == "fail"
+    assert result.error is not None
+    assert "refused to set the clock" in result.error
