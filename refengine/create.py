@@ -25,9 +25,8 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import emoji
 from pydantic import BaseModel, Field, ValidationError
@@ -36,7 +35,7 @@ from . import errors
 from .errors import InvalidRequest, format_message
 from .models import FeedbackCreateReq, FeedbackCreateRes
 from .refs import parse_agent_ref, parse_ref
-from .rows import STATUS_CODES, FeedbackRow, compact_json_object, datetime_to_us, make_row
+from .rows import STATUS_CODES, FeedbackRow, build_row, compact_json_object, datetime_to_us
 
 MAX_PAYLOAD_CHARS = 1 << 20  # 1 MiB of json.dumps output
 SCORER_TYPES_PREFIX = "wandb.runnable"
@@ -78,8 +77,7 @@ _FIXED_SCHEMAS: dict[str, type[BaseModel]] = {
 }
 
 
-@dataclass(frozen=True)
-class PreparedCreate:
+class PreparedCreate(NamedTuple):
     """A validated create: the row to store and the response to return."""
 
     row: FeedbackRow
@@ -150,32 +148,32 @@ def prepare_row(
     if req.span_status_code not in STATUS_CODES:
         raise InvalidRequest(format_message(errors.BAD_STATUS_CODE, value=req.span_status_code))
     row_id = req.id or new_id()
-    row = make_row(
-        id=row_id,
-        project_id=req.project_id,
-        weave_ref=req.weave_ref,
-        wb_user_id=user_id,
-        creator=req.creator,
-        created_at_us=datetime_to_us(now),
-        feedback_type=ftype,
-        payload=_stored_payload(payload_text),
-        annotation_ref=req.annotation_ref,
-        runnable_ref=req.runnable_ref,
-        call_ref=req.call_ref,
-        trigger_ref=req.trigger_ref,
-        queue_id=req.queue_id,
-        scorer_tags=req.scorer_tags,
-        scorer_tag_reasons=req.scorer_tag_reasons,
-        scorer_tag_confidences=req.scorer_tag_confidences,
-        scorer_ratings=req.scorer_ratings,
-        scorer_rating_reasons=req.scorer_rating_reasons,
-        scorer_rating_confidences=req.scorer_rating_confidences,
-        span_agent_name=req.span_agent_name,
-        span_agent_version=req.span_agent_version,
-        span_status_code=req.span_status_code,
-        span_conversation_id=conversation_id,
-        span_trace_id=trace_id,
-        scorer_trace_id=req.scorer_trace_id,
+    row = build_row(
+        row_id,
+        req.project_id,
+        req.weave_ref,
+        user_id,
+        req.creator,
+        datetime_to_us(now),
+        ftype,
+        _stored_payload(payload_text),
+        req.annotation_ref,
+        req.runnable_ref,
+        req.call_ref,
+        req.trigger_ref,
+        req.queue_id,
+        req.scorer_tags,
+        req.scorer_tag_reasons,
+        req.scorer_tag_confidences,
+        req.scorer_ratings,
+        req.scorer_rating_reasons,
+        req.scorer_rating_confidences,
+        req.span_agent_name,
+        req.span_agent_version,
+        req.span_status_code,
+        conversation_id,
+        trace_id,
+        req.scorer_trace_id,
     )
     response = FeedbackCreateRes(id=row_id, created_at=now, wb_user_id=user_id, payload=payload)
     return PreparedCreate(row=row, response=response)
@@ -346,7 +344,7 @@ def _payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> str:
     payload is walked to name the offending path.
     """
     try:
-        text = json.dumps(payload, allow_nan=False)
+        text = _PAYLOAD_ENCODER.encode(payload)
     except ValueError as exc:
         found = _find_non_finite(payload)
         if found is None:
@@ -362,5 +360,12 @@ def _payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> str:
 
 def _stored_payload(text: str) -> dict[str, Any]:
     """The store's own copy of the payload, parsed back from its stored JSON text."""
-    payload: dict[str, Any] = json.loads(text, object_pairs_hook=compact_json_object)
+    payload: dict[str, Any] = _PAYLOAD_DECODER.decode(text)
     return payload
+
+
+# One encoder and one decoder for every create: json.dumps / json.loads with any
+# non-default option build a new one per call. The encoder's settings are
+# json.dumps' defaults (the stored text is exactly production's) but for allow_nan.
+_PAYLOAD_ENCODER = json.JSONEncoder(allow_nan=False)
+_PAYLOAD_DECODER = json.JSONDecoder(object_pairs_hook=compact_json_object)

@@ -16,9 +16,8 @@ All functions here are pure and run in time linear in the ref's length.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import unquote
 
 PREFIX = "weave:///"
@@ -26,8 +25,7 @@ PREFIX = "weave:///"
 RefKind = Literal["object", "op", "call"]
 
 
-@dataclass(frozen=True)
-class ParsedRef:
+class ParsedRef(NamedTuple):
     """A parsed internal ref. ``name`` is the object/op name or the call id."""
 
     kind: RefKind
@@ -89,8 +87,7 @@ def _valid_extra(extra: list[str]) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class AgentTarget:
+class AgentTarget(NamedTuple):
     """A weave_ref that names an agent turn or an agent conversation."""
 
     kind: Literal["agent_turn", "agent_conversation"]
@@ -143,7 +140,7 @@ def span_type(weave_ref: str) -> str:
     >>> span_type("plain")
     ''
     """
-    parts = weave_ref.split("/")
-    if len(parts) < 2:
+    head, slash, _ = weave_ref.rpartition("/")
+    if not slash:
         return ""
-    return parts[-2]
+    return head.rpartition("/")[2]

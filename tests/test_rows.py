@@ -59,3 +59,38 @@ def test_stored_columns_copy_maps() -> None:
     cols["scorer_ratings"]["a"] = 5.0
     assert r.scorer_ratings == {"a": 1.0}
     assert cols["scorer_tags"] == ["t"]
+
+
+def test_every_column_lands_in_its_field() -> None:
+    # make_row builds the tuple positionally; each column must reach its own name.
+    values: dict[str, object] = {
+        "id": "i",
+        "project_id": "e/p",
+        "weave_ref": "weave:///e/p/kind/x",
+        "wb_user_id": "w",
+        "creator": "c",
+        "created_at_us": 5_000_123,
+        "feedback_type": "ft",
+        "payload": {"p": 1},
+        "annotation_ref": "ann",
+        "runnable_ref": "weave:///e/p/object/sc:1",
+        "call_ref": "call",
+        "trigger_ref": "weave:///e/p/object/mon:1",
+        "queue_id": "q",
+        "scorer_tags": ("t1",),
+        "scorer_tag_reasons": {"t1": "r"},
+        "scorer_tag_confidences": {"t1": 0.1},
+        "scorer_ratings": {"k": 0.2},
+        "scorer_rating_reasons": {"k": "rr"},
+        "scorer_rating_confidences": {"k": 0.3},
+        "span_agent_name": "an",
+        "span_agent_version": "av",
+        "span_status_code": "OK",
+        "span_conversation_id": "conv",
+        "span_trace_id": "trace",
+        "scorer_trace_id": "st",
+    }
+    r = make_row(**values)  # type: ignore[arg-type]
+    assert {name: getattr(r, name) for name in STORED_COLUMNS} == values
+    derived = (r.created_at_ms, r.scorer_id, r.monitor_id, r.span_type, r.is_scored)
+    assert derived == (5_000, "sc", "mon", "kind", True)
