@@ -15,18 +15,26 @@ from hypothesis import strategies as st
 
 from refengine import Engine, ManualClock
 
+# The vocabulary and the JSON-value builder are shared with the differential workload
+# that `refengine conformance` ships (it cannot import tests/). The tests draw wider
+# scalars than the workload does.
+from refengine.conformance.workload import (
+    AGENTS,
+    MONITORS,
+    RATING_KEYS,
+    SCORERS,
+    TAGS,
+    span_fields,
+)
+from refengine.conformance.workload import (
+    json_values as _json_values,
+)
+
 PROJECT = "acme/bot"
 OTHER_PROJECT = "acme/other"
 BASE = datetime(2024, 3, 9, 22, 0, 0, tzinfo=timezone.utc)  # a few hours before a DST change
 SPAN_MS = 6 * 3_600_000  # rows fall in [BASE, BASE + 6 h)
 
-SCORERS = ["sc_a", "sc_b", "judge"]
-MONITORS = ["mon_1", "mon_2", "watch"]
-TAGS = ["good", "bad", "nsfw", "Good"]
-RATING_KEYS = ["_rating_", "helpful", "zeta"]
-AGENTS = ["", "planner", "coder"]
-VERSIONS = ["", "v1", "v2"]
-STATUSES = ["UNSET", "OK", "ERROR"]
 
 # --- JSON values --------------------------------------------------------------------
 
@@ -40,16 +48,7 @@ json_scalars = st.one_of(
     st.text(max_size=5),
     st.sampled_from(["0.5", "true", "nan", ""]),
 )
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(
-            st.sampled_from(["score", "passed", "label", "0", "a b"]), inner, max_size=3
-        )
-    ),
-    max_leaves=8,
-)
+json_values = _json_values(json_scalars, max_size=3, max_leaves=8)
 
 
 @st.composite
@@ -86,14 +85,6 @@ scorer_maps = st.fixed_dictionaries(
             st.one_of(st.sampled_from([0.0, 0.25, 0.5, 1.0]), st.floats(0, 1)),
             max_size=2,
         ),
-    }
-)
-
-span_fields = st.fixed_dictionaries(
-    {
-        "span_agent_name": st.sampled_from(AGENTS),
-        "span_agent_version": st.sampled_from(VERSIONS),
-        "span_status_code": st.sampled_from(STATUSES),
     }
 )
 

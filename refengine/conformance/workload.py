@@ -64,16 +64,27 @@ scalars = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, width=32),
     st.sampled_from(["0.5", "true", "cat", "dog", ""]),
 )
-values = st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=2)
-        | st.dictionaries(
-            st.sampled_from(["score", "passed", "label", "0", "a b"]), inner, max_size=2
-        )
-    ),
-    max_leaves=5,
-)
+
+
+def json_values(
+    scalars: st.SearchStrategy[Any], max_size: int, max_leaves: int
+) -> st.SearchStrategy[Any]:
+    """JSON values built from ``scalars``: lists and objects whose keys include the
+    tricky ones (an all-digit key, a key with a space). Shared with the test suite's
+    strategies, which pass wider scalars."""
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=max_size)
+            | st.dictionaries(
+                st.sampled_from(["score", "passed", "label", "0", "a b"]), inner, max_size=max_size
+            )
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+values = json_values(scalars, max_size=2, max_leaves=5)
 outputs = st.one_of(
     st.fixed_dictionaries(
         {},
