@@ -18,13 +18,14 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import IO, Any, NoReturn, TypeVar
 
 from . import __version__, dumpfile
 from .clock import Clock, ManualClock, SystemClock
 from .engine import Engine
 from .errors import DumpFormatError, InvalidRequest
-from .rows import FeedbackRow, us_to_datetime
+from .rows import FeedbackRow, datetime_to_us, us_to_datetime
 from .synthetic import synthetic_requests
 
 DEMO_PROJECT = "acme/agent-demo"
@@ -120,7 +121,7 @@ def build_demo(seed: int, rows: int) -> Engine:
 
 
 def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    return datetime_to_us(moment) // 1000
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
@@ -248,13 +249,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _load_into(engine: Engine, paths: Sequence[str]) -> None:
     """Load dumps into ``engine``; each file all or nothing, checked before storing."""
     for path in paths:
+        progress = Progress(f"reading {path}", None)
         try:
-            with open(path, encoding="utf-8") as handle:
-                progress = Progress(f"reading {path}", None)
-                lines = progress.track(handle, every=1000)
-                rows = list(dumpfile.parse_lines(path, lines))
-        except UnicodeDecodeError as exc:
-            raise CliError(f"{path}: not UTF-8 text ({exc.reason})") from None
+            rows = dumpfile.read_rows(path, track=partial(progress.track, every=1000))
         except OSError as exc:
             raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
         engine.insert_rows(rows)

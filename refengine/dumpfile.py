@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -84,15 +84,31 @@ def write_rows(rows: Iterable[FeedbackRow], out: IO[str]) -> int:
     return count
 
 
-def read_rows(path: str | Path) -> list[FeedbackRow]:
+def read_rows(
+    path: str | Path,
+    track: Callable[[Iterable[str]], Iterable[str]] | None = None,
+) -> list[FeedbackRow]:
     """Parse a whole dump file; raise :class:`DumpFormatError` at the first bad line.
 
     Nothing is returned unless every line is valid, so a caller that stores the
-    result only after this returns can never half-load a file. O(size of file).
+    result only after this returns can never half-load a file. Bytes that are not
+    UTF-8 are a bad line too. ``track`` may wrap the line iterator (a progress
+    counter, say). O(size of file).
     """
     name = str(path)
-    with open(path, encoding="utf-8") as handle:
-        return list(parse_lines(name, handle))
+
+    def decoded(raw_lines: Iterable[bytes]) -> Iterator[str]:
+        # Decoded line by line (not by the text reader's 8 KiB chunks) so that a
+        # bad byte is reported on its own line.
+        for number, raw in enumerate(raw_lines, start=1):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DumpFormatError(name, number, f"not UTF-8 text ({exc.reason})") from None
+
+    with open(path, "rb") as handle:
+        lines = decoded(handle)
+        return list(parse_lines(name, track(lines) if track else lines))
 
 
 def parse_lines(name: str, lines: Iterable[str]) -> Iterator[FeedbackRow]:

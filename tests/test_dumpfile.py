@@ -140,3 +140,15 @@ def test_blank_lines_are_skipped(tmp_path: Path) -> None:
     engine.dump(path)
     path.write_text("\n" + path.read_text() + "\n\n")
     assert len(Engine.load(path)) == 2
+
+
+def test_non_utf8_file_fails_with_line_and_loads_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    sample_engine().dump(path)
+    path.write_bytes(path.read_bytes() + b"\xff\xfe not text\n")
+    engine = Engine()
+    with pytest.raises(DumpFormatError) as info:
+        engine.load_rows(path)
+    assert info.value.line == 3
+    assert info.value.reason.startswith("not UTF-8 text")
+    assert len(engine) == 0
