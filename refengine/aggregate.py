@@ -33,60 +33,49 @@ Semantics (spec/SEMANTICS.md, "Aggregate"; production facts in SEMANTICS-NOTES �
   code point. The response echoes ``after_ms``, ``before_ms`` and
   ``time_bucket_seconds``.
 
-How it runs (single pass in the sense that every row is read a constant number of
-times, always by C code — no per-row Python bytecode on the common paths):
+How it runs: the store keeps an index (:mod:`refengine.aggregate_index`) with
+the rows as columns — time, a code for the row's string dimensions (its
+*profile*), a code for its tags and rating keys (its *signature*), and per rating
+key the values — split into one partition per group_by value. The engine hands
+this module a copy of each partition's window (:class:`refengine.columns.Columns`).
 
-1. The filters are compiled once per request into a short list of whole-window
-   passes (:func:`compile_filters`), cheapest first. String filters are decided
-   once per *distinct* value of the column, then applied with
-   ``itertools.compress`` over ``map(set.__contains__, column)``; the tags filter is
-   ``map(frozenset.isdisjoint, tags)``; the rating bounds are two ``float``
-   comparisons mapped over ``dict.get(row_ratings, "_rating_", nan)``. No filter
-   means no pass at all.
-2. The surviving rows are still in time order, so bucket edges are found by
-   bisection on ``created_at_ms`` — no per-row bucket arithmetic.
-3. With group_by, each bucket is stably sorted by group key (an ``itemgetter`` on
-   the row tuple), so every group is contiguous and still in store order; group
-   edges are found by bisection. The needed fields are read into plain pointer
-   lists (no per-row objects are allocated) and each group takes a slice of them.
-4. Each (bucket, group) run is folded with ``len``, ``sum`` over the ``is_scored``
-   column, ``Counter`` over the tag tuples, and per rating key one
-   ``dict.__contains__`` and one ``dict.get`` pass.
+1. **Filters** are compiled once per request (:func:`compile_filters`). The string
+   filters are decided once per distinct profile and the tags filter once per
+   distinct signature; a row then costs one C-level set lookup. The rating bounds
+   are two C-level comparisons per ``_rating_`` value. A partition whose rows all
+   pass is not copied again.
+2. **Buckets**: rows are in time order, so bucket edges are found by bisection on
+   the time column — no per-row arithmetic.
+3. **Cells**: each (bucket, group) cell is a contiguous slice of one partition.
+   Its counts come from one ``Counter`` over the slice's signature codes, spread
+   over the few distinct signatures; each rating key's count is the width of its
+   slice of positions (two bisections) and its sum one ``sum`` over the values in
+   store order.
 
-Complexity: ``O(k log k)`` for ``k`` window rows with group_by (the sort),
-``O(k)`` without, plus ``O(c log c)`` to order the ``c`` output rows; the window
-itself costs ``O(log n + k)`` to find (bisection in the store). Measured figures:
-``benchmarks/bench_aggregate.py``.
+Complexity, for ``k`` window rows in ``g`` groups making ``c`` cells, with ``s``
+distinct signatures per cell and ``r`` rating keys: ``O(k + c (s + r log k) +
+c log c)`` once the index is current (see :mod:`refengine.aggregate_index` for
+keeping it so). Measured figures: ``benchmarks/bench_aggregate.py``.
 """
 
 from __future__ import annotations
 
 import sys
-from bisect import bisect_left, bisect_right
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from bisect import bisect_left
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import reduce
 from itertools import compress, repeat
-from operator import add, and_, itemgetter, methodcaller, not_
+from operator import add, and_, ge, itemgetter, le, methodcaller
 from typing import Any
 
+from .columns import PROFILE_FIELDS, Codebook, Columns, Signature
 from .models import FeedbackAggregateBucket, FeedbackAggregateReq, FeedbackAggregateRes
-from .rows import STATUS_ORDER, FeedbackRow
+from .rows import STATUS_ORDER
 
 RATING_KEY = "_rating_"
 """The only rating key that ``rating_min`` / ``rating_max`` consult."""
-
-
-def column(name: str) -> Callable[[FeedbackRow], Any]:
-    """A C-level getter for one row field, by tuple index (``itemgetter`` on the
-    NamedTuple is about twice as fast as ``attrgetter``)."""
-    return itemgetter(FeedbackRow._fields.index(name))
-
-
-_created_at_ms = column("created_at_ms")
-_is_scored = column("is_scored")
-_scorer_tags = column("scorer_tags")
-_scorer_ratings = column("scorer_ratings")
 
 if sys.version_info < (3, 12):
     _sequential_sum: Callable[[Iterable[float]], float] = sum
@@ -96,15 +85,12 @@ else:  # from 3.12 ``sum`` compensates float rounding; keep plain left-to-right 
         return float(reduce(add, values, 0.0))
 
 
-Rows = list[FeedbackRow]
-RowFilter = Callable[[Rows], Rows]
-
-
 # --- filters -------------------------------------------------------------------------
 
 
 def _prefix_or_exact(values: Iterable[str]) -> Callable[[str], bool]:
     """``scorer_ids`` / ``monitor_ids`` matcher: ``"x*"`` is a prefix of ``x``, else exact."""
+    values = list(values)
     exact = frozenset(v for v in values if not v.endswith("*"))
     prefixes = tuple(v[:-1] for v in values if v.endswith("*"))
 
@@ -120,162 +106,185 @@ def _type_prefixes(values: Iterable[str]) -> Callable[[str], bool]:
     return methodcaller("startswith", prefixes)
 
 
-def _column_filter(name: str, match: Callable[[str], bool]) -> RowFilter:
-    """Keep rows whose string field ``name`` satisfies ``match``.
+@dataclass(frozen=True)
+class Filters:
+    """A request's filters, compiled. ``profile`` tests a row's profile tuple
+    (:data:`refengine.columns.PROFILE_FIELDS`), ``tags`` is the any-of tag set,
+    ``rating`` the inclusive ``_rating_`` bounds; ``None`` is no filter."""
 
-    ``match`` runs once per distinct value in the window (columns such as scorer id
-    or feedback type take few values); each row costs one C-level set lookup.
-    """
-    getter = column(name)
+    profile: Callable[[tuple[str, ...]], bool] | None
+    tags: frozenset[str] | None
+    rating: tuple[float, float] | None
 
-    def apply(rows: Rows) -> Rows:
-        values = list(map(getter, rows))
-        accepted = {v for v in set(values) if match(v)}
-        return list(compress(rows, map(accepted.__contains__, values)))
-
-    return apply
-
-
-def _tags_filter(tags: Iterable[str]) -> RowFilter:
-    """Keep rows whose ``scorer_tags`` contain any of ``tags`` (exact)."""
-    wanted = frozenset(tags)
-
-    def apply(rows: Rows) -> Rows:
-        return list(compress(rows, map(not_, map(wanted.isdisjoint, map(_scorer_tags, rows)))))
-
-    return apply
+    @property
+    def active(self) -> bool:
+        """True when any filter is set."""
+        return self.profile is not None or self.tags is not None or self.rating is not None
 
 
-def _rating_filter(low: float | None, high: float | None) -> RowFilter:
-    """Keep rows with ``low <= _rating_ <= high`` (a null bound is open); rows
-    without ``_rating_`` drop out."""
-    lo = float("-inf") if low is None else low
-    hi = float("inf") if high is None else high
-    nan = float("nan")  # compares false with both bounds: a missing _rating_ drops out
-    at_least_low = lo.__le__
-    at_most_high = hi.__ge__
+def compile_filters(req: FeedbackAggregateReq) -> Filters:
+    """The request's filters, compiled once (see the module docstring for the rules)."""
+    tests: list[tuple[int, Callable[[str], bool]]] = []
 
-    def apply(rows: Rows) -> Rows:
-        values = list(map(dict.get, map(_scorer_ratings, rows), repeat(RATING_KEY), repeat(nan)))
-        keep = map(and_, map(at_least_low, values), map(at_most_high, values))
-        return list(compress(rows, keep))
+    def on(field: str, match: Callable[[str], bool]) -> None:
+        tests.append((PROFILE_FIELDS.index(field), match))
 
-    return apply
-
-
-def compile_filters(req: FeedbackAggregateReq) -> list[RowFilter]:
-    """The request's filters as a list of whole-window passes (empty: no filters).
-
-    Cheap, selective tests come first so later passes see fewer rows.
-    """
-    plan: list[RowFilter] = []
     if req.span_agent_names:
-        plan.append(_column_filter("span_agent_name", frozenset(req.span_agent_names).__contains__))
+        on("span_agent_name", frozenset(req.span_agent_names).__contains__)
     if req.span_types:
-        plan.append(_column_filter("span_type", frozenset(req.span_types).__contains__))
+        on("span_type", frozenset(req.span_types).__contains__)
     if req.scorer_ids:
-        plan.append(_column_filter("scorer_id", _prefix_or_exact(req.scorer_ids)))
+        on("scorer_id", _prefix_or_exact(req.scorer_ids))
     if req.monitor_ids:
-        plan.append(_column_filter("monitor_id", _prefix_or_exact(req.monitor_ids)))
+        on("monitor_id", _prefix_or_exact(req.monitor_ids))
     if req.feedback_types:
-        plan.append(_column_filter("feedback_type", _type_prefixes(req.feedback_types)))
-    if req.tags:
-        plan.append(_tags_filter(req.tags))
+        on("feedback_type", _type_prefixes(req.feedback_types))
+
+    profile: Callable[[tuple[str, ...]], bool] | None = None
+    if tests:
+
+        def profile(values: tuple[str, ...]) -> bool:
+            return all(match(values[at]) for at, match in tests)
+
+    rating = None
     if req.rating_min is not None or req.rating_max is not None:
-        plan.append(_rating_filter(req.rating_min, req.rating_max))
-    return plan
+        low = float("-inf") if req.rating_min is None else req.rating_min
+        high = float("inf") if req.rating_max is None else req.rating_max
+        rating = (low, high)
+    return Filters(profile, frozenset(req.tags) if req.tags else None, rating)
+
+
+def _accepted(
+    column: list[int], decide: Callable[[int], bool], memo: dict[int, bool]
+) -> Iterable[bool] | None:
+    """A keep-mask over ``column`` (codes) from a per-code decision, or ``None`` when
+    every row passes. ``decide`` runs once per distinct code per request."""
+    distinct = set(column)
+    for code in distinct.difference(memo):
+        memo[code] = decide(code)
+    accepted = {code for code in distinct if memo[code]}
+    if len(accepted) == len(distinct):
+        return None
+    return map(accepted.__contains__, column)
+
+
+class _FilterRun:
+    """Applies compiled :class:`Filters` to the partitions of one request."""
+
+    def __init__(
+        self,
+        filters: Filters,
+        profiles: Codebook[tuple[str, ...]],
+        signatures: Codebook[Signature],
+    ) -> None:
+        self.filters = filters
+        self.profiles = profiles.values
+        self.signatures = signatures.values
+        self.profile_memo: dict[int, bool] = {}
+        self.sig_memo: dict[int, bool] = {}
+
+    def _profile_ok(self, code: int) -> bool:
+        test = self.filters.profile
+        return test is None or test(self.profiles[code])
+
+    def _tags_ok(self, code: int) -> bool:
+        wanted = self.filters.tags
+        return wanted is None or not wanted.isdisjoint(self.signatures[code].tags)
+
+    def apply(self, view: Columns) -> Columns:
+        """The rows of ``view`` that pass every filter (``view`` itself if all do).
+        ``O(len(view))``, all C-level but one step per distinct code."""
+        filters = self.filters
+        masks: list[Iterable[Any]] = []
+        if filters.profile is not None:
+            mask = _accepted(view.profile, self._profile_ok, self.profile_memo)
+            if mask is not None:
+                masks.append(mask)
+        if filters.tags is not None:
+            mask = _accepted(view.sig, self._tags_ok, self.sig_memo)
+            if mask is not None:
+                masks.append(mask)
+        if filters.rating is not None:
+            low, high = filters.rating
+            in_range = bytearray(len(view))  # rows without _rating_ stay 0: they drop out
+            column = view.ratings.get(RATING_KEY)
+            if column is not None:
+                positions, values = column
+                passing = map(and_, map(le, repeat(low), values), map(ge, repeat(high), values))
+                deque(map(in_range.__setitem__, compress(positions, passing), repeat(1)), maxlen=0)
+            masks.append(in_range)
+        if not masks:
+            return view
+        keep = list(reduce(lambda a, b: map(and_, a, b), masks))
+        return view.take(0, len(view), keep)
 
 
 # --- folding -------------------------------------------------------------------------
 
 
-MANY_RATING_KEYS = 6
-"""Above this many distinct rating keys in a run, fold ratings row by row instead
-of one C-level pass per key."""
+def _fold_cells(
+    view: Columns, width_ms: int | None, group: dict[str, str], signatures: Sequence[Signature]
+) -> Iterable[tuple[int | None, FeedbackAggregateBucket]]:
+    """The cells of one group's (filtered) window: one per non-empty time bucket,
+    or one for the whole view when ``width_ms`` is ``None``.
 
-
-def _tag_counts(tags: Sequence[tuple[str, ...]]) -> dict[str, int]:
-    """+1 per tag element, keys sorted. Counts each distinct tag *tuple* first (one
-    hash per row), then spreads those counts over the tags: ``O(len(tags))``."""
-    counts: dict[str, int] = {}
-    for combo, times in Counter(tags).items():
-        for tag in combo:
-            counts[tag] = counts.get(tag, 0) + times
-    return dict(sorted(counts.items()))
-
-
-def _rating_maps(
-    ratings: Sequence[Mapping[str, float]],
-) -> tuple[dict[str, int], dict[str, float]]:
-    """``rating_counts`` and ``rating_sums`` (zero sums dropped), keys sorted.
-
-    Each key's values are added one by one in store order from ``+0.0`` (plain IEEE
-    double addition). A few keys: two C-level passes per key (``dict.__contains__``
-    then ``dict.get`` with a ``0.0`` default — adding ``+0.0`` never changes a running
-    sum that starts at ``+0.0``). Many keys: one Python pass over the items.
+    Bucket edges by bisection on the time column; per cell one ``Counter`` over
+    the signature codes, a Python step per distinct signature, and per rating key
+    two bisections and one ``sum`` over a contiguous slice of values.
     """
-    keys = sorted(set().union(*ratings))
-    counts: dict[str, int] = {}
-    sums: dict[str, float] = {}
-    if len(keys) <= MANY_RATING_KEYS:
-        whole = len(ratings)
-        for key in keys:
-            count = sum(map(dict.__contains__, ratings, repeat(key)))
-            values: Iterable[float]
-            if count == whole:
-                values = map(itemgetter(key), ratings)
-            else:
-                values = map(dict.get, ratings, repeat(key), repeat(0.0))  # type: ignore[arg-type]
-            counts[key] = count
-            sums[key] = _sequential_sum(values)
-    else:
-        counts = dict.fromkeys(keys, 0)
-        sums = dict.fromkeys(keys, 0.0)
-        for mapping in ratings:
-            for key, value in mapping.items():
-                counts[key] += 1
-                sums[key] += value
-    # ClickHouse sumMap drops a key whose sum is exactly zero (-0.0 == 0.0 as well).
-    return counts, {key: float(total) for key, total in sums.items() if total != 0.0}
-
-
-def _fold(
-    columns: Sequence[Sequence[Any]], bucket_ms: int | None, group: dict[str, str]
-) -> FeedbackAggregateBucket:
-    """The accumulators of one (bucket, group) run, given as the columns
-    ``(scorer_ratings, scorer_tags, is_scored)`` in store order.
-    ``O(len(run) * (1 + rating keys))``; every pass is C-level."""
-    ratings, tags, scored = columns
-    rating_counts, rating_sums = _rating_maps(ratings)
-    return FeedbackAggregateBucket.model_construct(
-        time_bucket_start_ms=bucket_ms,
-        group=group,
-        total_count=len(scored),
-        scored_count=sum(scored),
-        tag_counts=_tag_counts(tags),
-        rating_counts=rating_counts,
-        rating_sums=rating_sums,
-    )
-
-
-def _bucket_runs(rows: Rows, width_ms: int) -> Iterable[tuple[int, Rows]]:
-    """Split time-ordered ``rows`` into ``(bucket start ms, rows)`` runs, skipping
-    empty buckets. Two bisections per non-empty bucket, no per-row work:
-    ``O(b log k)`` plus the slice copies."""
-    lo, end = 0, len(rows)
-    while lo < end:
-        start = rows[lo].created_at_ms // width_ms * width_ms
-        hi = bisect_left(rows, start + width_ms, lo, end, key=_created_at_ms)
-        yield start, rows[lo:hi]
+    ms, sig, ratings = view.ms, view.sig, view.ratings
+    cursor = dict.fromkeys(ratings, 0)  # per key: first position not yet folded
+    lo, end = 0, len(ms)
+    while lo < end or (lo == 0 and width_ms is None):
+        if width_ms is None:
+            start, hi = None, end
+        else:
+            start = ms[lo] // width_ms * width_ms
+            hi = bisect_left(ms, start + width_ms, lo, end)
+        scored = 0
+        tag_counts: dict[str, int] = {}
+        keys: set[str] = set()
+        for code, times in Counter(sig[lo:hi]).items():
+            tags, sig_keys, is_scored = signatures[code]
+            if is_scored:
+                scored += times
+                for tag in tags:
+                    tag_counts[tag] = tag_counts.get(tag, 0) + times
+                keys.update(sig_keys)
+        rating_counts: dict[str, int] = {}
+        rating_sums: dict[str, float] = {}
+        for key in sorted(keys):
+            positions, values = ratings[key]
+            i = cursor[key]
+            j = cursor[key] = bisect_left(positions, hi, i)
+            rating_counts[key] = j - i
+            total = float(_sequential_sum(values[i:j]))
+            if total != 0.0:  # ClickHouse sumMap drops a key whose sum is exactly zero
+                rating_sums[key] = total
+        yield (
+            start,
+            # Validated construction: pydantic-core builds it faster than model_construct.
+            FeedbackAggregateBucket(
+                time_bucket_start_ms=start,
+                group=dict(group),
+                total_count=hi - lo,
+                scored_count=scored,
+                tag_counts=dict(sorted(tag_counts.items())),
+                rating_counts=rating_counts,
+                rating_sums=rating_sums,
+            ),
+        )
+        if hi == end:
+            break
         lo = hi
 
 
-def _group_order(dims: Sequence[str]) -> Callable[[tuple[str, ...]], tuple[Any, ...]] | None:
-    """Sort key for group values when code-point order is not enough: ``None``
-    unless ``span_status_code`` is a dimension (it sorts by enum value)."""
+def _group_order(dims: Sequence[str]) -> Callable[[tuple[str, ...]], tuple[Any, ...]]:
+    """Sort key for group values: code-point order, except that
+    ``span_status_code`` sorts by enum value."""
     status_at = [i for i, d in enumerate(dims) if d == "span_status_code"]
     if not status_at:
-        return None
+        return tuple
 
     def order(values: tuple[str, ...]) -> tuple[Any, ...]:
         key: list[Any] = list(values)
@@ -286,84 +295,54 @@ def _group_order(dims: Sequence[str]) -> Callable[[tuple[str, ...]], tuple[Any, 
     return order
 
 
-class _RunFolder:
-    """Folds one bucket (or the whole window) of rows into output cells; built once
-    per request from its group_by."""
-
-    def __init__(self, dims: Sequence[str]) -> None:
-        self.dims = list(dims)
-        self.key: Callable[[FeedbackRow], Any] | None = (
-            itemgetter(*map(FeedbackRow._fields.index, dims)) if dims else None
-        )
-        self.order = _group_order(dims) or tuple
-        self.cells: list[tuple[int, tuple[Any, ...], FeedbackAggregateBucket]] = []
-
-    def fold(self, rows: Rows, bucket_ms: int | None) -> None:
-        """Append the cells of ``rows`` (one bucket, in store order).
-
-        With group_by the bucket is stably sorted by group key (each group keeps
-        store order; a bucket's rows sit close together in memory, so this stays
-        cache friendly) and group edges are found by bisection. The needed fields
-        are then read into plain pointer lists — no per-row objects are allocated —
-        and each group folds its slice of them. ``O(m log m)`` with group_by,
-        ``O(m)`` without.
-        """
-        key = self.key
-        if key is not None:
-            rows = sorted(rows, key=key)
-        columns = (
-            list(map(_scorer_ratings, rows)),
-            list(map(_scorer_tags, rows)),
-            list(map(_is_scored, rows)),
-        )
-        start = 0 if bucket_ms is None else bucket_ms
-        if key is None:
-            self.cells.append((start, (), _fold(columns, bucket_ms, {})))
-            return
-        single = len(self.dims) == 1
-        lo, end = 0, len(rows)
-        while lo < end:
-            value = key(rows[lo])
-            hi = bisect_right(rows, value, lo, end, key=key)
-            values: tuple[str, ...] = (value,) if single else value
-            group = dict(zip(self.dims, values, strict=True))
-            picked = [column[lo:hi] for column in columns]
-            self.cells.append((start, self.order(values), _fold(picked, bucket_ms, group)))
-            lo = hi
+def partition_dims(req: FeedbackAggregateReq) -> tuple[str, ...]:
+    """The request's ``group_by`` set in :data:`PROFILE_FIELDS` order — the
+    partitioning the engine must hand to :func:`feedback_aggregate`."""
+    return tuple(d for d in PROFILE_FIELDS if d in req.group_by)
 
 
-def feedback_aggregate(req: FeedbackAggregateReq, rows: list[FeedbackRow]) -> FeedbackAggregateRes:
-    """Fold ``rows`` (the project's window, in store order) into the answer.
+def feedback_aggregate(
+    req: FeedbackAggregateReq,
+    views: Sequence[tuple[tuple[str, ...], Columns]],
+    profiles: Codebook[tuple[str, ...]],
+    signatures: Codebook[Signature],
+) -> FeedbackAggregateRes:
+    """Fold the project's window into the answer.
 
-    ``rows`` must be exactly the project's rows with
-    ``req.after_ms <= created_at_ms < req.before_ms``, sorted by ``created_at_ms``
-    (as :meth:`refengine.engine.Engine.window` returns them), built by
-    :func:`refengine.rows.make_row` (their rating maps are plain dicts). ``O(k log k)`` for
-    ``k`` rows with group_by, ``O(k)`` without; see the module docstring for the
-    semantics.
+    ``views`` are the partitions for :func:`partition_dims` of ``req``, each
+    ``(group values in that order, the rows with after_ms <= created_at_ms <
+    before_ms as Columns)`` — what
+    :meth:`refengine.store.ProjectStore.aggregate_views` returns — decoded with
+    ``profiles`` and ``signatures``. See the module docstring for the rules and the
+    cost.
     """
-    for row_filter in compile_filters(req):
-        if not rows:
-            break
-        rows = row_filter(rows)
-
-    folder = _RunFolder(req.group_by)
-    width = req.time_bucket_seconds
-    if width is None:
-        if rows or not req.group_by:  # no bucket, no group_by: always exactly one row
-            folder.fold(rows, None)
-    else:
-        for bucket_ms, run in _bucket_runs(rows, width * 1000):
-            folder.fold(run, bucket_ms)
-    cells = folder.cells
+    filters = compile_filters(req)
+    run = _FilterRun(filters, profiles, signatures) if filters.active else None
+    dims = list(req.group_by)
+    canonical = partition_dims(req)
+    to_request_order = [canonical.index(d) for d in dims]
+    order = _group_order(dims)
+    width = None if req.time_bucket_seconds is None else req.time_bucket_seconds * 1000
+    cells: list[tuple[int, tuple[Any, ...], FeedbackAggregateBucket]] = []
+    for key, window in views:
+        view = window if run is None else run.apply(window)
+        if not view:
+            continue
+        values = tuple(key[i] for i in to_request_order)
+        group: dict[str, str] = dict(zip(dims, values, strict=True))
+        sort_key = order(values)
+        for start, bucket in _fold_cells(view, width, group, signatures.values):
+            cells.append((0 if start is None else start, sort_key, bucket))
+    if not cells and width is None and not dims:  # no bucket, no group_by: one row always
+        empty = Columns()
+        cells = [(0, (), bucket) for _, bucket in _fold_cells(empty, None, {}, signatures.values)]
     cells.sort(key=itemgetter(0, 1))  # by bucket start, then group values
-    buckets = [cell[2] for cell in cells]
     return FeedbackAggregateRes.model_construct(
         time_bucket_seconds=req.time_bucket_seconds,
         after_ms=req.after_ms,
         before_ms=req.before_ms,
-        buckets=buckets,
+        buckets=[cell[2] for cell in cells],
     )
 
 
-__all__ = ["RATING_KEY", "compile_filters", "feedback_aggregate"]
+__all__ = ["RATING_KEY", "Filters", "compile_filters", "feedback_aggregate", "partition_dims"]

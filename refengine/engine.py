@@ -4,8 +4,9 @@ Each method takes the request model or a plain dict and returns the response mod
 A dict that does not fit the model raises pydantic ``ValidationError``; a semantic
 failure raises :class:`refengine.errors.InvalidRequest`. Writes are all-or-nothing.
 
-Thread safety: one lock guards every write and every window snapshot; folding a
-snapshot happens outside the lock, so queries never block one another for long and
+Thread safety: one lock guards every write and every window snapshot (for
+aggregate, a copy of the index columns in the window); folding a snapshot happens
+outside the lock, so queries never block one another for long and
 always see a consistent set of rows.
 """
 
@@ -101,8 +102,14 @@ class Engine:
     ) -> FeedbackAggregateRes:
         """Counts and rating sums per (time bucket, group); see spec/SEMANTICS.md."""
         request = coerce_request(FeedbackAggregateReq, req)
-        rows = self.window(request.project_id, request.after_ms, request.before_ms)
-        return aggregate.feedback_aggregate(request, rows)
+        dims = aggregate.partition_dims(request)
+        with self._lock:
+            store = self._projects.get(request.project_id)
+            if store is None:
+                store = ProjectStore(request.project_id)  # empty, and not kept
+            views = store.aggregate_views(dims, request.after_ms, request.before_ms)
+            index = store.aggregate_index
+        return aggregate.feedback_aggregate(request, views, index.profiles, index.signatures)
 
     def feedback_stats(self, req: FeedbackStatsReq | Mapping[str, Any]) -> FeedbackStatsRes:
         """Payload metrics per time bucket and over the window; see spec/SEMANTICS.md.

@@ -5,6 +5,9 @@ places a row after every row with an equal key, so rows with the same millisecon
 stay in insertion order without storing a tie-break in the key; each row also
 carries nothing extra for this — the position *is* the sequence.
 
+Each store also owns the :class:`refengine.aggregate_index.AggregateIndex` that
+aggregate queries scan; an insert only tells it when a row lands before the end.
+
 Not thread-safe on its own: :class:`refengine.engine.Engine` holds one lock around
 every write and around taking a window snapshot.
 """
@@ -16,6 +19,8 @@ from operator import attrgetter
 
 from sortedcontainers import SortedKeyList
 
+from .aggregate_index import AggregateIndex, GroupKey
+from .columns import Columns
 from .rows import FeedbackRow
 
 _created_at_ms = attrgetter("created_at_ms")
@@ -24,11 +29,13 @@ _created_at_ms = attrgetter("created_at_ms")
 class ProjectStore:
     """The rows of one project, in ``(created_at_ms, insertion order)`` order."""
 
-    __slots__ = ("_rows", "project_id")
+    __slots__ = ("_index", "_last_ms", "_rows", "project_id")
 
     def __init__(self, project_id: str) -> None:
         self.project_id = project_id
         self._rows: SortedKeyList = SortedKeyList(key=_created_at_ms)
+        self._index = AggregateIndex()
+        self._last_ms: int | None = None  # the largest created_at_ms stored
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -38,12 +45,17 @@ class ProjectStore:
 
     def add(self, row: FeedbackRow) -> None:
         """Insert ``row`` after every row with the same millisecond. O(log n) amortised."""
+        ms = row.created_at_ms
+        if self._last_ms is not None and ms < self._last_ms:
+            self._index.invalidate_from(ms)
+        else:
+            self._last_ms = ms
         self._rows.add(row)
 
     def update(self, rows: Iterable[FeedbackRow]) -> None:
         """Insert many rows, in order. O(m log(n + m)) for m rows."""
         for row in rows:
-            self._rows.add(row)
+            self.add(row)
 
     def window(self, after_ms: int | None, before_ms: int | None) -> list[FeedbackRow]:
         """The rows with ``after_ms <= created_at_ms < before_ms``, in store order.
@@ -59,6 +71,24 @@ class ProjectStore:
             return []
         result: list[FeedbackRow] = rows[lo:hi]
         return result
+
+    def aggregate_views(
+        self, dims: tuple[str, ...], after_ms: int, before_ms: int
+    ) -> list[tuple[GroupKey, Columns]]:
+        """Per group of ``dims`` (a ``group_by`` set in ``PROFILE_FIELDS`` order), a
+        :class:`Columns` copy of its rows with ``after_ms <= created_at_ms <
+        before_ms``, in store order; groups without such rows are left out.
+
+        Brings the aggregate index up to date first (see its module for the cost),
+        then two bisections per group and one copy: ``O(g log n + k)`` for ``g``
+        groups and ``k`` rows in the window.
+        """
+        views = []
+        for key, part in self._index.partitions(self._rows, dims).items():
+            lo, hi = part.span(after_ms, before_ms)
+            if lo < hi:
+                views.append((key, part.take(lo, hi)))
+        return views
 
     def check_invariants(self) -> None:
         """Raise ``AssertionError`` unless the store is internally consistent. O(n).
@@ -76,3 +106,11 @@ class ProjectStore:
             if previous is not None and row.created_at_ms < previous:
                 raise AssertionError(f"row {row.id} is out of created_at order")
             previous = row.created_at_ms
+        if previous is not None and previous != self._last_ms:
+            raise AssertionError("the largest created_at_ms is not tracked")
+        self._index.check(self._rows)
+
+    @property
+    def aggregate_index(self) -> AggregateIndex:
+        """The aggregate index (for inspection and tests; call under the engine lock)."""
+        return self._index

@@ -1,0 +1,184 @@
+"""The per-project index that ``POST /feedback/aggregate`` scans.
+
+It keeps the project's rows as :class:`refengine.columns.Columns` twice over:
+
+* the **master** columns mirror the store row for row (same positions), and
+* a **partitioning** per ``group_by`` set splits them by the group values — one
+  :class:`Columns` per distinct value tuple, each still in store order.
+
+A (time bucket, group) cell of an answer is then a contiguous slice of one
+partition, so its rating sums are single ``sum`` calls over contiguous values that
+add in store order, exactly as spec/SEMANTICS.md requires; and its counts come from
+one ``Counter`` over a slice of signature codes.
+
+Keeping it current costs the create path nothing but a comparison: the index is
+brought up to date lazily, when a query needs it (under the engine lock):
+
+* rows appended at the end of the store (the usual case: the clock moves forward)
+  are added to the master columns and then to each partitioning that is queried —
+  ``O(m)`` for ``m`` new rows;
+* a row inserted before the end (an older ``created_at``: a manual clock set back,
+  or a bulk load) marks the index stale from that millisecond; the next query drops
+  every indexed row at or after it and re-adds them — ``O(rows after that point)``.
+
+At most :data:`MAX_PARTITIONINGS` ``group_by`` sets are kept (least recently used
+are dropped and rebuilt on demand). Memory: about 24 bytes per row plus 16 per
+rating value for the master columns and again for each partitioning kept.
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+from typing import Any
+
+from sortedcontainers import SortedKeyList
+
+from .columns import PROFILE_FIELDS, Codebook, Columns, Signature, new_signatures
+
+MAX_PARTITIONINGS = 4
+"""How many ``group_by`` sets keep their partitions between queries."""
+
+GroupKey = tuple[str, ...]
+
+
+class Partitioning:
+    """The master rows ``[0, covered)`` split by the values of ``dims``."""
+
+    __slots__ = ("covered", "dims", "key_of", "parts")
+
+    def __init__(self, dims: tuple[str, ...]) -> None:
+        self.dims = dims
+        self.covered = 0
+        self.parts: dict[GroupKey, Columns] = {}
+        at = [PROFILE_FIELDS.index(d) for d in dims]
+        pick = itemgetter(*at)
+        self.key_of = (lambda profile: (pick(profile),)) if len(at) == 1 else pick
+
+    def catch_up(self, master: Columns, profiles: Codebook[tuple[str, ...]]) -> None:
+        """Add master rows ``[covered, len(master))`` to their partitions.
+
+        One Python step per distinct profile among the new rows; the rows themselves
+        move with C-level passes: ``O(m * g)`` for ``m`` new rows in ``g`` groups."""
+        lo, hi = self.covered, len(master)
+        if lo == hi:
+            return
+        new_profiles = master.profile[lo:hi]
+        groups: dict[GroupKey, set[int]] = {}
+        for code in set(new_profiles):
+            groups.setdefault(self.key_of(profiles.values[code]), set()).add(code)
+        for key, codes in groups.items():
+            keep = None if len(groups) == 1 else list(map(codes.__contains__, new_profiles))
+            part = self.parts.get(key)
+            if part is None:
+                part = self.parts[key] = Columns()
+            part.extend(master.take(lo, hi, keep))
+        self.covered = hi
+
+    def truncate(self, from_ms: int, master_size: int) -> None:
+        """Drop rows at or after ``from_ms``; ``master_size`` is the master's size
+        after it dropped the same rows."""
+        for key, part in list(self.parts.items()):
+            part.truncate(from_ms)
+            if not part:
+                del self.parts[key]
+        self.covered = min(self.covered, master_size)
+
+
+class AggregateIndex:
+    """Master columns and partitionings of one project (see the module docstring).
+
+    Not thread-safe on its own: the engine calls it under its lock.
+    """
+
+    __slots__ = ("_partitionings", "_stale_from", "master", "profiles", "signatures")
+
+    def __init__(self) -> None:
+        self.profiles: Codebook[tuple[str, ...]] = Codebook()
+        self.signatures: Codebook[Signature] = new_signatures()
+        self.master = Columns()
+        self._partitionings: dict[tuple[str, ...], Partitioning] = {}
+        self._stale_from: int | None = None
+
+    def invalidate_from(self, from_ms: int) -> None:
+        """Note that a row was inserted before the end, at ``from_ms``. ``O(1)``."""
+        if self._stale_from is None or from_ms < self._stale_from:
+            self._stale_from = from_ms
+
+    def sync(self, rows: SortedKeyList) -> None:
+        """Make the master columns mirror ``rows`` (the store). ``O(m)`` for ``m``
+        rows added at the end since the last sync; after an insert before the end,
+        ``O(rows at or after it)``."""
+        master = self.master
+        if self._stale_from is not None:
+            from_ms, self._stale_from = self._stale_from, None
+            master.truncate(from_ms)
+            for partitioning in self._partitionings.values():
+                partitioning.truncate(from_ms, len(master))
+        if len(master) < len(rows):
+            master.extend_rows(list(rows.islice(len(master))), self.profiles, self.signatures)
+
+    def partitions(self, rows: SortedKeyList, dims: tuple[str, ...]) -> dict[GroupKey, Columns]:
+        """The current partitions for the ``group_by`` set ``dims`` (in
+        :data:`PROFILE_FIELDS` order; ``()`` is the master alone). Brings the index
+        up to date first."""
+        self.sync(rows)
+        if not dims:
+            return {(): self.master}
+        partitioning = self._partitionings.pop(dims, None)
+        if partitioning is None:
+            partitioning = Partitioning(dims)
+            while len(self._partitionings) >= MAX_PARTITIONINGS:
+                del self._partitionings[next(iter(self._partitionings))]
+        self._partitionings[dims] = partitioning  # most recently used last
+        partitioning.catch_up(self.master, self.profiles)
+        return partitioning.parts
+
+    def check(self, rows: SortedKeyList) -> None:
+        """Raise ``AssertionError`` unless the index agrees with ``rows``. ``O(n)``.
+
+        Checks whatever is indexed: the master columns against the store rows they
+        mirror, and every partitioning against the master rows it covers. Does not
+        bring the index up to date (a check must not change what it checks).
+        """
+        master = self.master
+        master.check()
+        mirrored = list(rows.islice(0, len(master)))
+        if self._stale_from is None:
+            expected = Columns()
+            expected.extend_rows(mirrored, self.profiles, self.signatures)
+            _assert_same_rows(master, expected, self, "master")
+        for dims, partitioning in self._partitionings.items():
+            if partitioning.covered > len(master):
+                raise AssertionError(f"partitioning {dims} covers rows the master lacks")
+            size = 0
+            for key, part in partitioning.parts.items():
+                part.check()
+                size += len(part)
+                for code in set(part.profile):
+                    if partitioning.key_of(self.profiles.values[code]) != key:
+                        raise AssertionError(f"partition {key} of {dims} holds another group")
+            if self._stale_from is None and size != partitioning.covered:
+                raise AssertionError(f"partitioning {dims} holds {size} of {partitioning.covered}")
+
+
+def _rows_of(columns: Columns, index: AggregateIndex) -> list[tuple[Any, ...]]:
+    """Each row of ``columns`` as ``(ms, profile, signature, ratings)``, decoded."""
+    ratings: list[dict[str, float]] = [{} for _ in columns.ms]
+    for key, (positions, values) in columns.ratings.items():
+        for position, value in zip(positions, values, strict=True):
+            ratings[position][key] = value
+    return [
+        (ms, index.profiles.values[p], index.signatures.values[s], r)
+        for ms, p, s, r in zip(columns.ms, columns.profile, columns.sig, ratings, strict=True)
+    ]
+
+
+def _assert_same_rows(actual: Columns, expected: Columns, index: AggregateIndex, name: str) -> None:
+    got, want = _rows_of(actual, index), _rows_of(expected, index)
+    if got != want:
+        pairs = enumerate(zip(got, want, strict=False))
+        first = next((i for i, (a, b) in pairs if a != b), min(len(got), len(want)))
+        raise AssertionError(f"{name} columns differ from the store at row {first}")
+
+
+__all__ = ["MAX_PARTITIONINGS", "AggregateIndex", "GroupKey", "Partitioning"]

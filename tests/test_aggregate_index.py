@@ -1,0 +1,114 @@
+"""The per-project aggregate index (``refengine.aggregate_index``): it stays a
+faithful copy of the store through appends, out-of-order inserts and evictions."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from naive_aggregate import naive_aggregate
+from refengine import Engine, ManualClock
+from refengine.aggregate_index import MAX_PARTITIONINGS
+from refengine.rows import FeedbackRow, make_row
+from refengine.store import ProjectStore
+from strategies import BASE, PROJECT, aggregate_requests, create_requests, offsets_ms
+
+DIMS = ("scorer_id",)
+
+
+def scorer_row(ms: int, scorer: str = "s", rating: float = 0.5) -> FeedbackRow:
+    return make_row(
+        id=f"{scorer}{ms}",
+        project_id="e/p",
+        weave_ref="weave:///e/p/call/c1",
+        wb_user_id="u",
+        creator=None,
+        created_at_us=ms * 1000,
+        feedback_type="wandb.runnable.s",
+        payload={},
+        runnable_ref=f"weave:///e/p/object/{scorer}:v1",
+        scorer_tags=("t",),
+        scorer_ratings={"_rating_": rating},
+    )
+
+
+def window_ms(store: ProjectStore, dims: tuple[str, ...] = DIMS) -> dict[Any, list[int]]:
+    return {key: view.ms for key, view in store.aggregate_views(dims, 0, 10**6)}
+
+
+def test_appends_are_picked_up_by_the_next_query() -> None:
+    store = ProjectStore("e/p")
+    store.update([scorer_row(1, "a"), scorer_row(2, "b")])
+    assert window_ms(store) == {("a",): [1], ("b",): [2]}
+    store.add(scorer_row(3, "a"))
+    store.add(scorer_row(3, "c"))
+    assert window_ms(store) == {("a",): [1, 3], ("b",): [2], ("c",): [3]}
+    assert window_ms(store, ()) == {(): [1, 2, 3, 3]}
+    store.check_invariants()
+
+
+def test_an_insert_before_the_end_rebuilds_from_that_millisecond() -> None:
+    store = ProjectStore("e/p")
+    store.update(scorer_row(ms, "ab"[ms % 2]) for ms in (10, 20, 30, 40))
+    assert window_ms(store) == {("a",): [10, 20, 30, 40]}  # built before the inserts
+    store.add(scorer_row(25, "a", rating=0.25))
+    store.add(scorer_row(5, "c"))
+    store.check_invariants()  # stale index: the check does not rebuild it
+    assert window_ms(store) == {("a",): [10, 20, 25, 30, 40], ("c",): [5]}
+    views = dict(store.aggregate_views(DIMS, 20, 31))
+    positions, values = views[("a",)].ratings["_rating_"]
+    assert (list(positions), values) == ([0, 1, 2], [0.5, 0.25, 0.5])
+    store.check_invariants()
+
+
+def test_the_least_recently_used_partitioning_is_dropped_and_rebuilt() -> None:
+    store = ProjectStore("e/p")
+    store.update(scorer_row(ms) for ms in range(5))
+    sets = [("scorer_id",), ("span_agent_name",), ("span_status_code",), ("span_agent_version",)]
+    sets += [("scorer_id", "span_status_code")]
+    assert len(sets) > MAX_PARTITIONINGS
+    for dims in sets:
+        assert sum(len(ms) for ms in window_ms(store, dims).values()) == 5
+    store.add(scorer_row(7))
+    for dims in sets:  # the first set was evicted; it is rebuilt and complete
+        assert sum(len(ms) for ms in window_ms(store, dims).values()) == 6
+    store.check_invariants()
+
+
+def test_check_catches_an_index_that_drifted_from_the_store() -> None:
+    store = ProjectStore("e/p")
+    store.update(scorer_row(ms) for ms in range(5))
+    window_ms(store)
+    store.aggregate_index.master.ms[2] = 3  # still sorted, but no longer the store
+    with pytest.raises(AssertionError, match="master columns differ from the store at row 2"):
+        store.check_invariants()
+
+
+# --- interleaved writes and queries agree with the naive model ---------------------
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("create"), offsets_ms, create_requests(PROJECT)),
+        st.tuples(st.just("query"), aggregate_requests(PROJECT)),
+    ),
+    max_size=25,
+)
+
+
+@given(steps)
+def test_queries_between_writes_agree_with_a_full_scan(plan: list[tuple[Any, ...]]) -> None:
+    clock = ManualClock(BASE)
+    engine = Engine(clock=clock)
+    for step in plan:
+        if step[0] == "create":
+            clock.set(BASE + timedelta(milliseconds=step[1]))  # often back in time
+            engine.feedback_create(step[2])
+        else:
+            got = engine.feedback_aggregate(step[1]).model_dump()
+            assert json.dumps(got) == json.dumps(naive_aggregate(engine, step[1]))
+    engine.check_invariants()

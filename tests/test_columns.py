@@ -1,0 +1,157 @@
+"""Column storage of the aggregate fields (``refengine.columns``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from refengine.columns import (
+    MANY_RATING_KEYS,
+    PROFILE_FIELDS,
+    Codebook,
+    Columns,
+    Signature,
+    build_columns,
+    new_signatures,
+)
+from refengine.rows import FeedbackRow, make_row
+
+
+def scorer_row(ms: int, tags: tuple[str, ...] = (), **ratings: float) -> FeedbackRow:
+    return make_row(
+        id=f"id{ms}",
+        project_id="e/p",
+        weave_ref="weave:///e/p/call/c1",
+        wb_user_id="u",
+        creator=None,
+        created_at_us=ms * 1000,
+        feedback_type="wandb.runnable.s",
+        payload={},
+        runnable_ref="weave:///e/p/object/s:v1",
+        scorer_tags=tags,
+        scorer_ratings=ratings,
+    )
+
+
+def decoded(columns: Columns, signatures: Codebook[Signature]) -> list[tuple[Any, ...]]:
+    """Each row as (ms, signature, ratings) — what the columns say about it."""
+    ratings: list[dict[str, float]] = [{} for _ in columns.ms]
+    for key, (positions, values) in columns.ratings.items():
+        for position, value in zip(positions, values, strict=True):
+            ratings[position][key] = value
+    return [
+        (ms, signatures.values[s], r)
+        for ms, s, r in zip(columns.ms, columns.sig, ratings, strict=True)
+    ]
+
+
+def expected(rows: list[FeedbackRow]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            r.created_at_ms,
+            Signature(
+                tuple(sorted(r.scorer_tags)),
+                tuple(sorted(r.scorer_ratings)),
+                bool(r.scorer_tags or r.scorer_ratings),
+            ),
+            dict(r.scorer_ratings),
+        )
+        for r in rows
+    ]
+
+
+ROWS = [
+    scorer_row(1, ("b", "a"), _rating_=0.5),
+    scorer_row(2),
+    scorer_row(2, ("a", "b"), confidence=0.25, _rating_=-0.0),
+    scorer_row(5, ("a", "a")),
+    scorer_row(9, (), x=1.5),
+]
+
+
+def test_codebook_shares_codes_between_values_with_one_canonical_form() -> None:
+    signatures = new_signatures()
+    codes = signatures.encode_all([(("b", "a"), ()), (("a", "b"), ()), ((), ()), (("a", "b"), ())])
+    assert codes[0] == codes[1] == codes[3] != codes[2]
+    assert signatures.values[codes[0]] == Signature(("a", "b"), (), True)
+    assert signatures.values[codes[2]] == Signature((), (), False)
+    plain: Codebook[str] = Codebook()
+    x, y, x_again = plain.encode_all(["x", "y", "x"])
+    assert x == x_again != y
+    z, x_later = plain.encode_all(["z", "x"])
+    assert x_later == x  # codes never move
+    assert [plain.values[c] for c in (x, y, z)] == ["x", "y", "z"]
+    assert len(plain) == 3
+
+
+def test_columns_hold_every_row_in_order() -> None:
+    profiles: Codebook[tuple[str, ...]] = Codebook()
+    signatures = new_signatures()
+    columns = build_columns(ROWS, profiles, signatures)
+    columns.check()
+    assert decoded(columns, signatures) == expected(ROWS)
+    assert profiles.values[columns.profile[0]] == tuple(getattr(ROWS[0], f) for f in PROFILE_FIELDS)
+    assert len(set(columns.profile)) == 1
+
+
+def test_many_rating_keys_take_the_row_by_row_path() -> None:
+    wide = {f"k{i:02d}": float(i) for i in range(MANY_RATING_KEYS + 3)}
+    rows = [scorer_row(1, **wide), scorer_row(2, k03=7.0), scorer_row(3)]
+    signatures = new_signatures()
+    columns = build_columns(rows, Codebook(), signatures)
+    columns.check()
+    assert decoded(columns, signatures) == expected(rows)
+
+
+@pytest.mark.parametrize("split", range(len(ROWS) + 1))
+def test_extend_in_two_runs_equals_one(split: int) -> None:
+    profiles: Codebook[tuple[str, ...]] = Codebook()
+    signatures = new_signatures()
+    whole = build_columns(ROWS, profiles, signatures)
+    parts = build_columns(ROWS[:split], profiles, signatures)
+    parts.extend(build_columns(ROWS[split:], profiles, signatures))
+    parts.check()
+    assert decoded(parts, signatures) == decoded(whole, signatures)
+
+
+def test_take_copies_a_range_and_renumbers_positions() -> None:
+    signatures = new_signatures()
+    columns = build_columns(ROWS, Codebook(), signatures)
+    assert columns.span(2, 6) == (1, 4)
+    assert columns.span(None, None) == (0, 5)
+    assert columns.span(6, 2) == (4, 4)  # an empty window, never negative
+    middle = columns.take(1, 4)
+    middle.check()
+    assert decoded(middle, signatures) == expected(ROWS[1:4])
+    kept = columns.take(0, 5, [1, 0, 0, 1, 1])
+    kept.check()
+    assert decoded(kept, signatures) == expected([ROWS[0], ROWS[3], ROWS[4]])
+    assert len(columns.take(0, 5, [0] * 5)) == 0
+    middle.ms.append(99)  # a copy: the source is untouched
+    assert len(columns) == 5
+
+
+@pytest.mark.parametrize(("from_ms", "left"), [(0, 0), (2, 1), (3, 3), (9, 4), (10, 5)])
+def test_truncate_drops_a_time_suffix(from_ms: int, left: int) -> None:
+    signatures = new_signatures()
+    columns = build_columns(ROWS, Codebook(), signatures)
+    columns.truncate(from_ms)
+    columns.check()
+    assert decoded(columns, signatures) == expected(ROWS[:left])
+    assert set(columns.ratings) == set().union(*(r.scorer_ratings for r in ROWS[:left]))
+
+
+def test_check_catches_broken_columns() -> None:
+    columns = build_columns(ROWS, Codebook(), new_signatures())
+    columns.ms.reverse()
+    with pytest.raises(AssertionError, match="out of order"):
+        columns.check()
+    columns = build_columns(ROWS, Codebook(), new_signatures())
+    columns.ratings["_rating_"][0][-1] = 7
+    with pytest.raises(AssertionError, match="outside"):
+        columns.check()
+    columns = build_columns(ROWS, Codebook(), new_signatures())
+    del columns.sig[0]
+    with pytest.raises(AssertionError, match="lengths"):
+        columns.check()
