@@ -42,19 +42,18 @@ this module a copy of each partition's window (:class:`refengine.columns.Columns
 1. **Filters** are compiled once per request (:func:`compile_filters`). The string
    filters are decided once per distinct profile and the tags filter once per
    distinct signature; a row then costs one C-level set lookup. The rating bounds
-   are two C-level comparisons per ``_rating_`` value. A partition whose rows all
-   pass is not copied again.
+   are a signature lookup (does the row have ``_rating_``?) and two C-level
+   comparisons per row. A partition whose rows all pass is not copied again.
 2. **Buckets**: rows are in time order, so bucket edges are found by bisection on
    the time column — no per-row arithmetic.
 3. **Cells**: each (bucket, group) cell is a contiguous slice of one partition.
    Its counts come from one ``Counter`` over the slice's signature codes, spread
-   over the few distinct signatures; each rating key's count is the width of its
-   slice of positions (two bisections) and its sum one ``sum`` over the values in
-   store order.
+   over the few distinct signatures (tags and rating keys included); each rating
+   key's sum is one ``sum`` over the slice of its value column, in store order.
 
 Complexity, for ``k`` window rows in ``g`` groups making ``c`` cells, with ``s``
-distinct signatures per cell and ``r`` rating keys: ``O(k + c (s + r log k) +
-c log c)`` once the index is current (see :mod:`refengine.aggregate_index` for
+distinct signatures per cell and ``r`` rating keys: ``O(k r + c s + c log c)``
+once the index is current (see :mod:`refengine.aggregate_index` for
 keeping it so). Measured figures: ``benchmarks/bench_aggregate.py``.
 """
 
@@ -62,11 +61,11 @@ from __future__ import annotations
 
 import sys
 from bisect import bisect_left
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import reduce
-from itertools import compress, repeat
+from itertools import repeat
 from operator import add, and_, ge, itemgetter, le, methodcaller
 from typing import Any
 
@@ -182,6 +181,9 @@ class _FilterRun:
         self.signatures = signatures.values
         self.profile_memo: dict[int, bool] = {}
         self.sig_memo: dict[int, bool] = {}
+        self.has_rating = {
+            code for code, sig in enumerate(signatures.values) if RATING_KEY in sig.keys
+        }
 
     def _profile_ok(self, code: int) -> bool:
         test = self.filters.profile
@@ -205,14 +207,13 @@ class _FilterRun:
             if mask is not None:
                 masks.append(mask)
         if filters.rating is not None:
+            values = view.ratings.get(RATING_KEY)
+            if values is None:  # no row in the view has _rating_: none can pass
+                return Columns()
             low, high = filters.rating
-            in_range = bytearray(len(view))  # rows without _rating_ stay 0: they drop out
-            column = view.ratings.get(RATING_KEY)
-            if column is not None:
-                positions, values = column
-                passing = map(and_, map(le, repeat(low), values), map(ge, repeat(high), values))
-                deque(map(in_range.__setitem__, compress(positions, passing), repeat(1)), maxlen=0)
-            masks.append(in_range)
+            masks.append(map(self.has_rating.__contains__, view.sig))
+            masks.append(map(le, repeat(low), values))
+            masks.append(map(ge, repeat(high), values))
         if not masks:
             return view
         keep = list(reduce(lambda a, b: map(and_, a, b), masks))
@@ -229,11 +230,10 @@ def _fold_cells(
     or one for the whole view when ``width_ms`` is ``None``.
 
     Bucket edges by bisection on the time column; per cell one ``Counter`` over
-    the signature codes, a Python step per distinct signature, and per rating key
-    two bisections and one ``sum`` over a contiguous slice of values.
+    the signature codes, a Python step per distinct signature (and per tag and key
+    it names), and per rating key one ``sum`` over a contiguous slice of values.
     """
     ms, sig, ratings = view.ms, view.sig, view.ratings
-    cursor = dict.fromkeys(ratings, 0)  # per key: first position not yet folded
     lo, end = 0, len(ms)
     while lo < end or (lo == 0 and width_ms is None):
         if width_ms is None:
@@ -243,22 +243,18 @@ def _fold_cells(
             hi = bisect_left(ms, start + width_ms, lo, end)
         scored = 0
         tag_counts: dict[str, int] = {}
-        keys: set[str] = set()
+        rating_counts: dict[str, int] = {}
         for code, times in Counter(sig[lo:hi]).items():
-            tags, sig_keys, is_scored = signatures[code]
+            tags, keys, is_scored = signatures[code]
             if is_scored:
                 scored += times
                 for tag in tags:
                     tag_counts[tag] = tag_counts.get(tag, 0) + times
-                keys.update(sig_keys)
-        rating_counts: dict[str, int] = {}
+                for key in keys:
+                    rating_counts[key] = rating_counts.get(key, 0) + times
         rating_sums: dict[str, float] = {}
-        for key in sorted(keys):
-            positions, values = ratings[key]
-            i = cursor[key]
-            j = cursor[key] = bisect_left(positions, hi, i)
-            rating_counts[key] = j - i
-            total = float(_sequential_sum(values[i:j]))
+        for key in sorted(rating_counts):
+            total = float(_sequential_sum(ratings[key][lo:hi]))
             if total != 0.0:  # ClickHouse sumMap drops a key whose sum is exactly zero
                 rating_sums[key] = total
         yield (
@@ -270,7 +266,7 @@ def _fold_cells(
                 total_count=hi - lo,
                 scored_count=scored,
                 tag_counts=dict(sorted(tag_counts.items())),
-                rating_counts=rating_counts,
+                rating_counts=dict(sorted(rating_counts.items())),
                 rating_sums=rating_sums,
             ),
         )

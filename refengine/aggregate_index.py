@@ -22,8 +22,9 @@ brought up to date lazily, when a query needs it (under the engine lock):
   every indexed row at or after it and re-adds them — ``O(rows after that point)``.
 
 At most :data:`MAX_PARTITIONINGS` ``group_by`` sets are kept (least recently used
-are dropped and rebuilt on demand). Memory: about 24 bytes per row plus 16 per
-rating value for the master columns and again for each partitioning kept.
+are dropped and rebuilt on demand). Memory: 24 bytes per row plus 8 per row per
+rating key for the master columns, and about as much again for each partitioning
+kept (a partition holds columns only for the keys its own rows carry).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ class AggregateIndex:
         bring the index up to date (a check must not change what it checks).
         """
         master = self.master
-        master.check()
+        master.check(self.signatures)
         mirrored = list(rows.islice(0, len(master)))
         if self._stale_from is None:
             expected = Columns()
@@ -152,7 +153,7 @@ class AggregateIndex:
                 raise AssertionError(f"partitioning {dims} covers rows the master lacks")
             size = 0
             for key, part in partitioning.parts.items():
-                part.check()
+                part.check(self.signatures)
                 size += len(part)
                 for code in set(part.profile):
                     if partitioning.key_of(self.profiles.values[code]) != key:
@@ -163,10 +164,11 @@ class AggregateIndex:
 
 def _rows_of(columns: Columns, index: AggregateIndex) -> list[tuple[Any, ...]]:
     """Each row of ``columns`` as ``(ms, profile, signature, ratings)``, decoded."""
-    ratings: list[dict[str, float]] = [{} for _ in columns.ms]
-    for key, (positions, values) in columns.ratings.items():
-        for position, value in zip(positions, values, strict=True):
-            ratings[position][key] = value
+    signatures = index.signatures.values
+    ratings = [
+        {key: columns.ratings[key][i] for key in signatures[code].keys}
+        for i, code in enumerate(columns.sig)
+    ]
     return [
         (ms, index.profiles.values[p], index.signatures.values[s], r)
         for ms, p, s, r in zip(columns.ms, columns.profile, columns.sig, ratings, strict=True)

@@ -1,32 +1,36 @@
 """Column storage of the fields ``POST /feedback/aggregate`` reads.
 
-A :class:`Columns` holds a run of rows, in store order, as parallel columns:
+A :class:`Columns` holds a run of rows, in store order, as parallel lists:
 
 * ``ms`` — ``created_at_ms`` (the row's own ``int`` objects, so no copies);
 * ``profile`` — a small integer naming the row's string dimensions (the tuple of
-  :data:`PROFILE_FIELDS`), decoded by :class:`Codebook` ``profiles``;
+  :data:`PROFILE_FIELDS`), decoded by a :class:`Codebook` of profiles;
 * ``sig`` — a small integer naming the row's *signature* (its tags and the keys
-  of its rating map), decoded by :class:`Codebook` ``signatures``;
-* ``ratings`` — per rating key, the positions (``array('q')``) of the rows carrying
-  it and their values, both in store order: a sparse column per key.
+  of its rating map), decoded by a :class:`Codebook` of :class:`Signature`;
+* ``ratings`` — per rating key seen in the run, the value of every row, ``0.0``
+  where the row lacks the key (its signature says which rows have it).
 
 Rows of a project repeat few profiles and signatures, so a filter or a count is
 decided once per *distinct* code and applied with C-level passes (``set``,
 ``Counter``, ``itertools.compress``). A rating sum is one ``sum`` over a contiguous
-slice of a value column, so values are still added one by one in store order.
+slice of a value column: the values are added one by one in store order, and the
+``0.0`` of a row without the key changes nothing (a running sum that starts at
+``+0.0`` is never ``-0.0``, and ``x + 0.0 == x`` for every other ``x``).
+
+Memory: 8 bytes per row per column (pointers; the int and float objects are the
+rows' own, the ``0.0`` shared) — 24 bytes plus 8 per rating key that occurs in
+the run.
 
 Every operation here is C-level per row; the only Python loops run over distinct
-codes, over rating keys, or (in :meth:`Columns.extend_rows`) over the rows of a
-project with more than :data:`MANY_RATING_KEYS` distinct keys.
+codes and over rating keys.
 """
 
 from __future__ import annotations
 
-from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from itertools import accumulate, compress, pairwise, repeat
-from operator import attrgetter, contains, getitem, sub
+from itertools import compress, pairwise, repeat
+from operator import attrgetter
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from .rows import FeedbackRow
@@ -41,10 +45,6 @@ PROFILE_FIELDS: tuple[str, ...] = (
     "span_type",
 )
 """The string dimensions aggregate filters or groups on, in profile-tuple order."""
-
-MANY_RATING_KEYS = 16
-"""Above this many distinct keys in a run of new rows, rating columns are filled
-row by row instead of one C-level pass per key."""
 
 _profile_of = attrgetter(*PROFILE_FIELDS)
 _ms_of = attrgetter("created_at_ms")
@@ -96,14 +96,11 @@ class Codebook(Generic[K]):
         return list(map(codes.__getitem__, items))
 
 
-RatingColumn = tuple["array[int]", list[float]]
-
-
 class Columns:
     """Parallel columns of a run of rows in store order (see the module docstring).
 
-    Positions in ``ratings`` count rows of this object: the row at ``ms[i]`` is
-    position ``i``.
+    Every list — ``ms``, ``profile``, ``sig`` and each ``ratings`` value column —
+    has one entry per row.
     """
 
     __slots__ = ("ms", "profile", "ratings", "sig")
@@ -112,7 +109,7 @@ class Columns:
         self.ms: list[int] = []
         self.profile: list[int] = []
         self.sig: list[int] = []
-        self.ratings: dict[str, RatingColumn] = {}
+        self.ratings: dict[str, list[float]] = {}
 
     def __len__(self) -> int:
         return len(self.ms)
@@ -125,61 +122,49 @@ class Columns:
         profiles: Codebook[tuple[str, ...]],
         signatures: Codebook[Signature],
     ) -> None:
-        """Append ``rows`` (in store order). ``O(m)`` for ``m`` rows with a few
-        rating keys among them: a handful of C-level passes plus one per key."""
+        """Append ``rows`` (in store order). ``O(m (1 + r))`` for ``m`` rows and
+        ``r`` rating keys in the run: a handful of C-level passes, plus one per key."""
         if not rows:
             return
-        offset = len(self.ms)
         tags = list(map(_tags_of, rows))
         maps: list[Mapping[str, float]] = list(map(_ratings_of, rows))
         key_tuples = list(map(tuple, maps))
         self.ms.extend(map(_ms_of, rows))
         self.profile.extend(profiles.encode_all(list(map(_profile_of, rows))))
         self.sig.extend(signatures.encode_all(list(zip(tags, key_tuples, strict=True))))
-        keys = set().union(*key_tuples)
-        if len(keys) <= MANY_RATING_KEYS:
-            for key in sorted(keys):
-                present = list(map(contains, maps, repeat(key)))
-                column = self._rating_column(key)
-                column[0].extend(compress(range(offset, offset + len(rows)), present))
-                column[1].extend(map(getitem, compress(maps, present), repeat(key)))
-        else:
-            for position, mapping in enumerate(maps, offset):
-                for key, value in mapping.items():
-                    column = self._rating_column(key)
-                    column[0].append(position)
-                    column[1].append(value)
+        new_keys = set().union(*key_tuples)
+        self._pad_to(len(self.ms) - len(rows), new_keys)
+        for key, column in self.ratings.items():
+            if key in new_keys:
+                column.extend([m.get(key, 0.0) for m in maps])
+            else:
+                column.extend(repeat(0.0, len(rows)))
 
-    def _rating_column(self, key: str) -> RatingColumn:
-        column = self.ratings.get(key)
-        if column is None:
-            column = self.ratings[key] = (array("q"), [])
-        return column
+    def _pad_to(self, size: int, keys: Iterable[str]) -> None:
+        # A key seen for the first time gets a column of 0.0 for the rows before it.
+        for key in keys:
+            if key not in self.ratings:
+                self.ratings[key] = [0.0] * size
 
     def extend(self, other: Columns) -> None:
-        """Append every row of ``other``. ``O(len(other))``."""
-        offset = len(self.ms)
+        """Append every row of ``other``. ``O(len(other) * (1 + r))``."""
+        self._pad_to(len(self.ms), other.ratings)
         self.ms.extend(other.ms)
         self.profile.extend(other.profile)
         self.sig.extend(other.sig)
-        for key, (positions, values) in other.ratings.items():
-            column = self._rating_column(key)
-            column[0].extend(map(sub, positions, repeat(-offset)))
-            column[1].extend(values)
+        for key, column in self.ratings.items():
+            values = other.ratings.get(key)
+            column.extend(repeat(0.0, len(other)) if values is None else values)
 
     def truncate(self, from_ms: int) -> None:
         """Drop every row with ``created_at_ms >= from_ms`` (a suffix, since rows are
         in time order). ``O(log m + dropped)`` per column."""
         cut = bisect_left(self.ms, from_ms)
-        if cut == len(self.ms):
-            return
-        del self.ms[cut:], self.profile[cut:], self.sig[cut:]
-        for key, (positions, values) in list(self.ratings.items()):
-            at = bisect_left(positions, cut)
-            if at == 0:
-                del self.ratings[key]
-            else:
-                del positions[at:], values[at:]
+        for column in self._all_columns():
+            del column[cut:]
+
+    def _all_columns(self) -> list[list[Any]]:
+        return [self.ms, self.profile, self.sig, *self.ratings.values()]
 
     # --- reading ----------------------------------------------------------------------
 
@@ -192,47 +177,39 @@ class Columns:
 
     def take(self, lo: int, hi: int, keep: Sequence[Any] | None = None) -> Columns:
         """A new :class:`Columns` of rows ``[lo, hi)`` — only those whose ``keep``
-        entry (indexed from ``lo``) is truthy when ``keep`` is given — positions
-        renumbered from 0. ``O(hi - lo)`` plus two bisections per rating key."""
+        entry (indexed from ``lo``) is truthy when ``keep`` is given.
+        ``O((hi - lo) * (1 + r))``: a slice copy or one ``compress`` per column."""
         out = Columns()
         if keep is None:
             out.ms = self.ms[lo:hi]
             out.profile = self.profile[lo:hi]
             out.sig = self.sig[lo:hi]
+            out.ratings = {key: column[lo:hi] for key, column in self.ratings.items()}
         else:
             out.ms = list(compress(self.ms[lo:hi], keep))
             out.profile = list(compress(self.profile[lo:hi], keep))
             out.sig = list(compress(self.sig[lo:hi], keep))
-            rank = list(accumulate(keep, initial=0))  # rank[i]: kept rows before lo + i
-        for key, (positions, values) in self.ratings.items():
-            i = bisect_left(positions, lo)
-            j = bisect_left(positions, hi, i)
-            if i == j:
-                continue
-            relative = list(map(sub, positions[i:j], repeat(lo)))
-            if keep is None:
-                out.ratings[key] = (array("q", relative), values[i:j])
-                continue
-            kept = list(map(keep.__getitem__, relative))
-            renumbered = array("q", map(rank.__getitem__, compress(relative, kept)))
-            if renumbered:
-                out.ratings[key] = (renumbered, list(compress(values[i:j], kept)))
+            out.ratings = {
+                key: list(compress(column[lo:hi], keep)) for key, column in self.ratings.items()
+            }
         return out
 
-    def check(self) -> None:
-        """Raise ``AssertionError`` unless the columns are consistent. ``O(m)``."""
+    def check(self, signatures: Codebook[Signature] | None = None) -> None:
+        """Raise ``AssertionError`` unless the columns are consistent. ``O(m r)``.
+
+        With ``signatures``, also that a row lacking a key holds ``0.0`` for it.
+        """
         size = len(self.ms)
-        if len(self.profile) != size or len(self.sig) != size:
+        if any(len(column) != size for column in self._all_columns()):
             raise AssertionError("columns of different lengths")
         if any(a > b for a, b in pairwise(self.ms)):
             raise AssertionError("ms column out of order")
-        for key, (positions, values) in self.ratings.items():
-            if len(positions) != len(values) or not positions:
-                raise AssertionError(f"rating column {key!r} malformed")
-            if positions[0] < 0 or positions[-1] >= size:
-                raise AssertionError(f"rating column {key!r} points outside the rows")
-            if any(a >= b for a, b in pairwise(positions)):
-                raise AssertionError(f"rating column {key!r} positions not increasing")
+        if signatures is None:
+            return
+        for key, column in self.ratings.items():
+            for code, value in zip(self.sig, column, strict=True):
+                if key not in signatures.values[code].keys and value != 0.0:
+                    raise AssertionError(f"rating column {key!r} has a value for a row without it")
 
 
 def _signature(pair: tuple[tuple[str, ...], tuple[str, ...]]) -> Signature:
@@ -258,7 +235,6 @@ def build_columns(
 
 
 __all__ = [
-    "MANY_RATING_KEYS",
     "PROFILE_FIELDS",
     "Codebook",
     "Columns",

@@ -61,8 +61,7 @@ def test_an_insert_before_the_end_rebuilds_from_that_millisecond() -> None:
     store.check_invariants()  # stale index: the check does not rebuild it
     assert window_ms(store) == {("a",): [10, 20, 25, 30, 40], ("c",): [5]}
     views = dict(store.aggregate_views(DIMS, 20, 31))
-    positions, values = views[("a",)].ratings["_rating_"]
-    assert (list(positions), values) == ([0, 1, 2], [0.5, 0.25, 0.5])
+    assert views[("a",)].ratings["_rating_"] == [0.5, 0.25, 0.5]
     store.check_invariants()
 
 

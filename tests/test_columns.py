@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from refengine.columns import (
-    MANY_RATING_KEYS,
     PROFILE_FIELDS,
     Codebook,
     Columns,
@@ -36,10 +35,10 @@ def scorer_row(ms: int, tags: tuple[str, ...] = (), **ratings: float) -> Feedbac
 
 def decoded(columns: Columns, signatures: Codebook[Signature]) -> list[tuple[Any, ...]]:
     """Each row as (ms, signature, ratings) — what the columns say about it."""
-    ratings: list[dict[str, float]] = [{} for _ in columns.ms]
-    for key, (positions, values) in columns.ratings.items():
-        for position, value in zip(positions, values, strict=True):
-            ratings[position][key] = value
+    ratings = [
+        {key: columns.ratings[key][i] for key in signatures.values[code].keys}
+        for i, code in enumerate(columns.sig)
+    ]
     return [
         (ms, signatures.values[s], r)
         for ms, s, r in zip(columns.ms, columns.sig, ratings, strict=True)
@@ -89,19 +88,23 @@ def test_columns_hold_every_row_in_order() -> None:
     profiles: Codebook[tuple[str, ...]] = Codebook()
     signatures = new_signatures()
     columns = build_columns(ROWS, profiles, signatures)
-    columns.check()
+    columns.check(signatures)
     assert decoded(columns, signatures) == expected(ROWS)
     assert profiles.values[columns.profile[0]] == tuple(getattr(ROWS[0], f) for f in PROFILE_FIELDS)
     assert len(set(columns.profile)) == 1
 
 
-def test_many_rating_keys_take_the_row_by_row_path() -> None:
-    wide = {f"k{i:02d}": float(i) for i in range(MANY_RATING_KEYS + 3)}
+def test_a_key_first_seen_later_gets_zeros_for_the_rows_before() -> None:
+    wide = {f"k{i:02d}": float(i) for i in range(20)}
     rows = [scorer_row(1, **wide), scorer_row(2, k03=7.0), scorer_row(3)]
     signatures = new_signatures()
-    columns = build_columns(rows, Codebook(), signatures)
-    columns.check()
-    assert decoded(columns, signatures) == expected(rows)
+    columns = build_columns(rows[:1], Codebook(), signatures)
+    columns.extend_rows(rows[1:], Codebook(), signatures)
+    columns.extend(build_columns([scorer_row(4, new=2.0)], Codebook(), signatures))
+    columns.check(signatures)
+    assert decoded(columns, signatures) == expected([*rows, scorer_row(4, new=2.0)])
+    assert columns.ratings["new"] == [0.0, 0.0, 0.0, 2.0]
+    assert columns.ratings["k03"] == [3.0, 7.0, 0.0, 0.0]
 
 
 @pytest.mark.parametrize("split", range(len(ROWS) + 1))
@@ -115,7 +118,7 @@ def test_extend_in_two_runs_equals_one(split: int) -> None:
     assert decoded(parts, signatures) == decoded(whole, signatures)
 
 
-def test_take_copies_a_range_and_renumbers_positions() -> None:
+def test_take_copies_a_range_or_the_kept_rows() -> None:
     signatures = new_signatures()
     columns = build_columns(ROWS, Codebook(), signatures)
     assert columns.span(2, 6) == (1, 4)
@@ -139,7 +142,6 @@ def test_truncate_drops_a_time_suffix(from_ms: int, left: int) -> None:
     columns.truncate(from_ms)
     columns.check()
     assert decoded(columns, signatures) == expected(ROWS[:left])
-    assert set(columns.ratings) == set().union(*(r.scorer_ratings for r in ROWS[:left]))
 
 
 def test_check_catches_broken_columns() -> None:
@@ -147,10 +149,12 @@ def test_check_catches_broken_columns() -> None:
     columns.ms.reverse()
     with pytest.raises(AssertionError, match="out of order"):
         columns.check()
-    columns = build_columns(ROWS, Codebook(), new_signatures())
-    columns.ratings["_rating_"][0][-1] = 7
-    with pytest.raises(AssertionError, match="outside"):
-        columns.check()
+    signatures = new_signatures()
+    columns = build_columns(ROWS, Codebook(), signatures)
+    columns.check(signatures)
+    columns.ratings["_rating_"][1] = 0.5  # row 1 has no _rating_
+    with pytest.raises(AssertionError, match="has a value for a row without it"):
+        columns.check(signatures)
     columns = build_columns(ROWS, Codebook(), new_signatures())
     del columns.sig[0]
     with pytest.raises(AssertionError, match="lengths"):
