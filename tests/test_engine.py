@@ -75,3 +75,47 @@ def test_concurrent_creates_lose_nothing() -> None:
     expected = 8 * (per_thread + (per_thread // 50) * 2)
     assert len(ids) == expected == len(set(ids))
     engine.check_invariants()
+
+
+def test_aggregates_during_concurrent_creates_see_whole_writes() -> None:
+    """Queries racing creates (the clock jumping back and forth, so the aggregate
+    index is rebuilt often) always see a prefix of whole batches and end exact."""
+    clock = ManualClock("2024-01-01T00:00:00Z")
+    engine = Engine(clock=clock)
+    request = {"project_id": "e/p", "after_ms": 0, "before_ms": 2**42}
+    totals: list[int] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def write(t: int) -> None:
+        try:
+            for i in range(200):
+                clock.set(f"2024-01-01T00:00:{(i * 7 + t) % 60:02d}Z")
+                engine.feedback_create_batch(
+                    {"batch": [simple(id=f"{t}-{i}-{j}") for j in range(2)]}
+                )
+        except BaseException as exc:  # pragma: no cover - surfaced below
+            errors.append(exc)
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                totals.append(engine.feedback_aggregate(request).buckets[0].total_count)
+        except BaseException as exc:  # pragma: no cover - surfaced below
+            errors.append(exc)
+
+    writers = [threading.Thread(target=write, args=(t,)) for t in range(4)]
+    reader = threading.Thread(target=read)
+    reader.start()
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    done.set()
+    reader.join()
+    assert errors == []
+    assert totals
+    assert all(total % 2 == 0 for total in totals)  # never half a batch
+    assert totals == sorted(totals)
+    assert engine.feedback_aggregate(request).buckets[0].total_count == 4 * 200 * 2
+    engine.check_invariants()
