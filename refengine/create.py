@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -34,7 +35,7 @@ from pydantic import BaseModel, Field, ValidationError
 from . import errors
 from .errors import InvalidRequest, format_message
 from .models import FeedbackCreateReq, FeedbackCreateRes
-from .refs import parse_agent_ref, parse_ref
+from .refs import ParsedRef, is_call_ref, parse_agent_ref, parse_ref
 from .rows import STATUS_CODES, FeedbackRow, build_row, compact_json_object, datetime_to_us
 
 MAX_PAYLOAD_CHARS = 1 << 20  # 1 MiB of json.dumps output
@@ -105,8 +106,8 @@ def prepare_row(
 ) -> PreparedCreate:
     """Validate ``req`` and build its row, stamped ``now``. Raises InvalidRequest.
 
-    Runs in time linear in the size of the request (the payload is walked once for
-    non-finite numbers and serialised once).
+    Runs in time linear in the size of the request (the payload is walked once or
+    twice, see :func:`_checked_payload_copy`).
     """
     # 1. the user
     user_id = req.wb_user_id if req.wb_user_id is not None else default_user_id
@@ -122,8 +123,15 @@ def prepare_row(
     # 3. type-specific ref rules
     _check_type_refs(req)
 
-    # 4. scorer columns are reserved
-    if any(getattr(req, name) for name in SCORER_FIELDS) and not (
+    # 4. scorer columns are reserved (the SCORER_FIELDS, spelled out: no getattr loop)
+    if (
+        req.scorer_tags
+        or req.scorer_tag_reasons
+        or req.scorer_tag_confidences
+        or req.scorer_ratings
+        or req.scorer_rating_reasons
+        or req.scorer_rating_confidences
+    ) and not (
         ftype.startswith(SCORER_TYPES_PREFIX) or ftype in (AGENT_MONITOR, AGENT_USER_FEEDBACK)
     ):
         raise InvalidRequest(errors.SCORER_COLUMNS_RESERVED)
@@ -140,9 +148,7 @@ def prepare_row(
 
     # 8. payload processing and limits
     payload = _process_payload(req)
-    payload_text = _payload_text(payload, req)
-    if len(payload_text) > MAX_PAYLOAD_CHARS:
-        raise InvalidRequest(errors.PAYLOAD_TOO_LARGE)
+    stored_payload = _checked_payload_copy(payload, req)
 
     # 9. the status enum (production fails the insert), then the row
     if req.span_status_code not in STATUS_CODES:
@@ -156,7 +162,7 @@ def prepare_row(
         req.creator,
         datetime_to_us(now),
         ftype,
-        _stored_payload(payload_text),
+        stored_payload,
         req.annotation_ref,
         req.runnable_ref,
         req.call_ref,
@@ -176,7 +182,7 @@ def prepare_row(
         req.scorer_trace_id,
     )
     response = FeedbackCreateRes(id=row_id, created_at=now, wb_user_id=user_id, payload=payload)
-    return PreparedCreate(row=row, response=response)
+    return PreparedCreate(row, response)
 
 
 def _check_payload(schema: type[BaseModel], payload: dict[str, Any], ftype: str) -> None:
@@ -230,11 +236,14 @@ def _check_type_refs(req: FeedbackCreateReq) -> None:
             raise InvalidRequest(
                 format_message(errors.AGENT_MONITOR_FIELD_REQUIRED, field="runnable_ref")
             )
-        for field in ("call_ref", "trigger_ref"):
-            if getattr(req, field) is None:
-                raise InvalidRequest(
-                    format_message(errors.AGENT_MONITOR_FIELD_REQUIRED, field=field)
-                )
+        if req.call_ref is None:
+            raise InvalidRequest(
+                format_message(errors.AGENT_MONITOR_FIELD_REQUIRED, field="call_ref")
+            )
+        if req.trigger_ref is None:
+            raise InvalidRequest(
+                format_message(errors.AGENT_MONITOR_FIELD_REQUIRED, field="trigger_ref")
+            )
         return
     for field in ("runnable_ref", "call_ref", "trigger_ref"):
         if getattr(req, field) is not None:
@@ -244,20 +253,24 @@ def _check_type_refs(req: FeedbackCreateReq) -> None:
 _REF_KINDS = {"object": "an object ref", "op": "an op ref", "call": "a call ref"}
 
 
-def _parse_kind(ref: str, field: str, kinds: tuple[str, ...]) -> Any:
+def _parse_kind(ref: str, field: str, kinds: tuple[str, ...]) -> ParsedRef:
     parsed = parse_ref(ref)
     if parsed is None or parsed.kind not in kinds:
-        wanted = " or ".join(_REF_KINDS[k] for k in kinds)
-        raise InvalidRequest(format_message(errors.INVALID_REF, ref=ref, field=field, kind=wanted))
+        raise _invalid_ref(ref, field, kinds)
     return parsed
+
+
+def _invalid_ref(ref: str, field: str, kinds: tuple[str, ...]) -> InvalidRequest:
+    wanted = " or ".join(_REF_KINDS[k] for k in kinds)
+    return InvalidRequest(format_message(errors.INVALID_REF, ref=ref, field=field, kind=wanted))
 
 
 def _check_ref_formats(req: FeedbackCreateReq) -> None:
     # Empty strings are "no ref" here: the agent monitor rule lets "" through.
     if req.runnable_ref:
         _parse_kind(req.runnable_ref, "runnable_ref", ("op", "object"))
-    if req.call_ref:
-        _parse_kind(req.call_ref, "call_ref", ("call",))
+    if req.call_ref and not is_call_ref(req.call_ref):
+        raise _invalid_ref(req.call_ref, "call_ref", ("call",))
     if req.trigger_ref:
         _parse_kind(req.trigger_ref, "trigger_ref", ("object",))
     if req.annotation_ref:
@@ -309,8 +322,13 @@ def _process_payload(req: FeedbackCreateReq) -> dict[str, Any]:
 
 
 def _reject_non_finite_ratings(req: FeedbackCreateReq) -> None:
-    for name in ("scorer_tag_confidences", "scorer_ratings", "scorer_rating_confidences"):
-        mapping: Mapping[str, float] = getattr(req, name)
+    for name, mapping in (
+        ("scorer_tag_confidences", req.scorer_tag_confidences),
+        ("scorer_ratings", req.scorer_ratings),
+        ("scorer_rating_confidences", req.scorer_rating_confidences),
+    ):
+        if not mapping or all(map(math.isfinite, mapping.values())):
+            continue  # the common case, checked at C speed
         for key, value in mapping.items():
             if not math.isfinite(value):
                 raise InvalidRequest(
@@ -358,10 +376,123 @@ def _payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> str:
     return text
 
 
-def _stored_payload(text: str) -> dict[str, Any]:
-    """The store's own copy of the payload, parsed back from its stored JSON text."""
-    payload: dict[str, Any] = _PAYLOAD_DECODER.decode(text)
-    return payload
+def _checked_payload_copy(payload: dict[str, Any], req: FeedbackCreateReq) -> dict[str, Any]:
+    """Step 8's checks, then the store's own copy of the payload.
+
+    The checks: the payload serialises as JSON (no NaN, Infinity or foreign type),
+    the scorer maps are finite, and the ``json.dumps`` text fits the 1 MiB limit.
+    The copy is what that text parses back to, keys and short strings interned.
+
+    A payload of plain JSON values is copied in one walk that also bounds the
+    length of its text; when the bound is within the limit, the text is never
+    built. Any other payload, or one whose bound exceeds the limit, is serialised
+    (which names the failure, if any, and measures the text exactly) and, unless
+    already copied, parsed back. Either way O(size of the payload).
+    """
+    copy: dict[str, Any] | None
+    try:
+        copy, bound = _copy_plain(payload, 0)
+    except (_NotPlain, RuntimeError):
+        # RuntimeError: a RecursionError, or a caller's thread resizing a nested dict
+        # during the walk (the C encoder below reads the payload without switching).
+        copy, bound = None, 0
+    if copy is not None and bound <= MAX_PAYLOAD_CHARS:
+        _reject_non_finite_ratings(req)
+        return copy
+    text = _payload_text(payload, req)
+    if len(text) > MAX_PAYLOAD_CHARS:
+        raise InvalidRequest(errors.PAYLOAD_TOO_LARGE)
+    if copy is None:
+        copy = _PAYLOAD_DECODER.decode(text)
+    return copy
+
+
+class _NotPlain(Exception):
+    """A payload value :func:`_copy_plain` does not take (the slow path decides)."""
+
+
+_intern = sys.intern
+_isfinite = math.isfinite
+_MAX_PLAIN_DEPTH = 64  # deeper payloads take the slow path, far from any recursion limit
+_MAX_PLAIN_INT = 10**18  # |int| below this: at most 19 characters of JSON
+_ITEM_BOUND = 32  # JSON characters per item beyond its strings: quotes, ": ", ", ", a scalar
+_CHAR_BOUND = 12  # JSON characters per str character at most: an astral one is \uXXXX\uXXXX
+
+
+def _copy_plain(obj: dict[str, Any], depth: int) -> tuple[dict[str, Any], int]:
+    """Deep copy of a plain JSON object and an upper bound on its ``json.dumps`` length.
+
+    Plain: dicts with ``str`` keys, lists, tuples (the text parses back as lists),
+    ``str``, finite ``float``, ``int`` below 10**18 in magnitude, ``bool``, ``None``,
+    of exactly those types, at most 64 levels deep. ``json.dumps`` never fails on
+    such a tree, and its text parses back to a tree equal to this copy, type for
+    type (finite floats round-trip exactly through their repr, -0.0 included).
+    Anything else raises :class:`_NotPlain`: NaN, a big int, an ``IntEnum`` or a
+    ``str`` subclass (written as its base type), a non-``str`` key (written as a
+    string), an unserialisable object. Interns as
+    :func:`refengine.rows.compact_json_object` does: every key, and dict values
+    that are strings of at most 32 characters; other leaves are shared, as they
+    are immutable.
+    """
+    if depth >= _MAX_PLAIN_DEPTH:
+        raise _NotPlain
+    out: dict[str, Any] = {}
+    bound = 2
+    for key, item in obj.items():
+        if type(key) is not str:
+            raise _NotPlain
+        bound += _CHAR_BOUND * len(key) + _ITEM_BOUND
+        kind = type(item)
+        if kind is str:
+            out[_intern(key)] = _intern(item) if len(item) <= 32 else item
+            bound += _CHAR_BOUND * len(item)
+        elif kind is dict:
+            out[_intern(key)], inner = _copy_plain(item, depth + 1)
+            bound += inner
+        elif kind is list or kind is tuple:
+            out[_intern(key)], inner = _copy_plain_list(item, depth + 1)
+            bound += inner
+        elif (
+            (kind is float and _isfinite(item))
+            or kind is bool
+            or item is None
+            or (kind is int and -_MAX_PLAIN_INT < item < _MAX_PLAIN_INT)
+        ):
+            out[_intern(key)] = item
+        else:
+            raise _NotPlain
+    return out, bound
+
+
+def _copy_plain_list(items: list[Any] | tuple[Any, ...], depth: int) -> tuple[list[Any], int]:
+    """:func:`_copy_plain` for an array (its strings are not interned, as in parsing)."""
+    if depth >= _MAX_PLAIN_DEPTH:
+        raise _NotPlain
+    out: list[Any] = []
+    bound = 2 + _ITEM_BOUND * len(items)
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            out.append(item)
+            bound += _CHAR_BOUND * len(item)
+        elif kind is dict:
+            copy, inner = _copy_plain(item, depth + 1)
+            out.append(copy)
+            bound += inner
+        elif kind is list or kind is tuple:
+            copy_list, inner = _copy_plain_list(item, depth + 1)
+            out.append(copy_list)
+            bound += inner
+        elif (
+            (kind is float and _isfinite(item))
+            or kind is bool
+            or item is None
+            or (kind is int and -_MAX_PLAIN_INT < item < _MAX_PLAIN_INT)
+        ):
+            out.append(item)
+        else:
+            raise _NotPlain
+    return out, bound
 
 
 # One encoder and one decoder for every create: json.dumps / json.loads with any

@@ -13,7 +13,7 @@ always see a consistent set of rows.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ from .rows import FeedbackRow
 from .store import ProjectStore
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
 
 
 def coerce_request(model: type[ModelT], req: ModelT | Mapping[str, Any]) -> ModelT:
@@ -44,6 +45,13 @@ def coerce_request(model: type[ModelT], req: ModelT | Mapping[str, Any]) -> Mode
     if isinstance(req, model):
         return req
     return model.model_validate(req)
+
+
+def _drain(items: list[T]) -> Iterator[T]:
+    """Yield the items of ``items`` in order, removing each from the list as it goes."""
+    items.reverse()
+    while items:
+        yield items.pop()
 
 
 class Engine:
@@ -86,9 +94,21 @@ class Engine:
     ) -> FeedbackCreateBatchRes:
         """Validate every item, then store all of them; any failure stores none."""
         request = coerce_request(FeedbackCreateBatchReq, req)
-        prepared = [self._prepare(item) for item in request.batch]
-        self._store([p.row for p in prepared])
-        return FeedbackCreateBatchRes(res=[p.response for p in prepared])
+        items: Iterable[FeedbackCreateReq] = request.batch
+        if request is not req:
+            # The validated batch is ours alone: let each item model go once it is
+            # prepared. Held to the end, every batch's models would survive two young
+            # collections and reach the oldest generation, whose growth triggers full
+            # collections over every stored row.
+            items = _drain(request.batch)
+        rows: list[FeedbackRow] = []
+        responses: list[FeedbackCreateRes] = []
+        for item in items:
+            row, response = self._prepare(item)
+            rows.append(row)
+            responses.append(response)
+        self._store(rows)
+        return FeedbackCreateBatchRes(res=responses)
 
     def _prepare(self, request: FeedbackCreateReq) -> PreparedCreate:
         return prepare_row(

@@ -70,6 +70,25 @@ def parse_ref(ref: str) -> ParsedRef | None:
     return ParsedRef(kind, entity, project, pieces[0], pieces[1])  # type: ignore[arg-type]
 
 
+def is_call_ref(ref: str) -> bool:
+    """Whether ``parse_ref(ref)`` is a call ref, without caching or building it.
+
+    Call refs are usually unique per row: through :func:`parse_ref`'s cache they
+    would only evict the refs that do repeat. ``weave:///`` has three slashes, so
+    the split below yields ``weave:``, ``''``, ``''``, entity, project, kind and the
+    call id (then the rest, unchecked for call refs).
+    """
+    parts = ref.split("/", 7)
+    return (
+        ref.startswith(PREFIX)
+        and len(parts) >= 7
+        and parts[3] != ""
+        and parts[4] != ""
+        and parts[5] == "call"
+        and parts[6] != ""
+    )
+
+
 _EDGE_NAMES = frozenset({"key", "index", "attr", "id"})
 
 

@@ -76,9 +76,9 @@ _EMPTY_MAP: Mapping[str, Any] = {}
 # Shared by every row whose map is empty; rows never mutate their maps.
 
 
-def _intern(value: str | None) -> str | None:
-    # Refs, names and ids repeat across millions of rows; one copy each saves memory.
-    return None if value is None else sys.intern(value)
+_intern = sys.intern
+# Refs, names and ids repeat across millions of rows; one copy each saves memory.
+# Optional columns are interned as ``value and _intern(value)``: None stays None.
 
 
 def make_row(
@@ -174,48 +174,70 @@ def build_row(  # noqa: PLR0917 - positional on purpose: the create hot path
     """:func:`make_row` with every stored column positional, in ``STORED_COLUMNS``
     order — the create hot path's form (binding 25 keywords costs more than the
     rest of the row)."""
-    tags = tuple(map(sys.intern, scorer_tags))
-    ratings = _own(scorer_ratings)
+    tags = _shared_tags(tuple(scorer_tags)) if scorer_tags else ()
+    ratings = _own(scorer_ratings) if scorer_ratings else _EMPTY_MAP
+    # Rows stamped in the same millisecond (a burst, a batch, a fixed test clock)
+    # share their timestamp ints: 32 bytes each otherwise.
+    stamp = _last_stamp[0]
+    if created_at_us == stamp[0]:
+        created_at_us, created_at_ms = stamp
+    else:
+        created_at_ms = created_at_us // 1000
+        if created_at_ms == stamp[1]:
+            created_at_ms = stamp[1]
+        _last_stamp[0] = (created_at_us, created_at_ms)
     # Positional construction: a NamedTuple built from 30 keywords costs several
     # times more, and make_row is on the create hot path.
     return _new_row(
         FeedbackRow,
         (
             id,
-            sys.intern(project_id),
+            _intern(project_id),
             weave_ref,
-            sys.intern(wb_user_id),
-            _intern(creator),
+            _intern(wb_user_id),
+            creator and _intern(creator),
             created_at_us,
-            sys.intern(feedback_type),
+            _intern(feedback_type),
             payload,
-            _intern(annotation_ref),
-            _intern(runnable_ref),
+            annotation_ref and _intern(annotation_ref),
+            runnable_ref and _intern(runnable_ref),
             call_ref,
-            _intern(trigger_ref),
-            _intern(queue_id),
+            trigger_ref and _intern(trigger_ref),
+            queue_id and _intern(queue_id),
             tags,
-            _own(scorer_tag_reasons),
-            _own(scorer_tag_confidences),
+            _own(scorer_tag_reasons) if scorer_tag_reasons else _EMPTY_MAP,
+            _own(scorer_tag_confidences) if scorer_tag_confidences else _EMPTY_MAP,
             ratings,
-            _own(scorer_rating_reasons),
-            _own(scorer_rating_confidences),
-            sys.intern(span_agent_name),
-            sys.intern(span_agent_version),
-            sys.intern(span_status_code),
+            _own(scorer_rating_reasons) if scorer_rating_reasons else _EMPTY_MAP,
+            _own(scorer_rating_confidences) if scorer_rating_confidences else _EMPTY_MAP,
+            _intern(span_agent_name),
+            _intern(span_agent_version),
+            _intern(span_status_code),
             span_conversation_id,
             span_trace_id,
             scorer_trace_id,
-            created_at_us // 1000,
+            created_at_ms,
             _derived_name(runnable_ref),
             _derived_name(trigger_ref),
-            sys.intern(span_type(weave_ref)),
+            _intern(span_type(weave_ref)),
             bool(tags) or bool(ratings),
         ),
     )
 
 
 _new_row = tuple.__new__
+
+_last_stamp: list[tuple[int, int]] = [(-1, -1)]
+# [(created_at_us, created_at_ms)] of the last row built. The pair is replaced whole,
+# so a reader in another thread sees a consistent one (at worst an older one, which
+# only means no sharing).
+
+
+@lru_cache(maxsize=4096)
+def _shared_tags(tags: tuple[str, ...]) -> tuple[str, ...]:
+    # Tag lists come from a small vocabulary and repeat across rows: one tuple per
+    # distinct list (a 2-tag tuple is 56 bytes), its strings interned.
+    return tuple(map(sys.intern, tags))
 
 
 @lru_cache(maxsize=4096)
@@ -225,9 +247,8 @@ def _derived_name(ref: str | None) -> str:
 
 
 def _own(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
-    if not mapping:
-        return _EMPTY_MAP
-    return {sys.intern(k): v for k, v in mapping.items()}
+    # Callers pass _EMPTY_MAP instead of an empty map themselves (no call per column).
+    return {_intern(k): v for k, v in mapping.items()}
 
 
 def compact_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

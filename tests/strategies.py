@@ -9,6 +9,7 @@ queries over them have plenty of collisions to get wrong.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from enum import IntEnum
 from typing import Any
 
 from hypothesis import strategies as st
@@ -68,6 +69,46 @@ def payloads(draw: st.DrawFn) -> dict[str, Any]:
         )
     )
     return {"output": output}
+
+
+class Level(IntEnum):
+    """An int subclass: ``json.dumps`` writes it as a plain int."""
+
+    HIGH = 3
+
+
+class Label(str):
+    """A str subclass: ``json.dumps`` writes it as a plain string."""
+
+
+# Leaves an in-process caller may put in a payload: JSON scalars, and values the JSON
+# round trip changes (subclasses, big ints), fails on (NaN, infinity, datetimes) or
+# writes with escapes (non-ASCII, astral, control characters, long strings).
+python_leaves = st.one_of(
+    json_scalars,
+    st.sampled_from([Level.HIGH, Label("x"), 10**18 - 1, 10**18, -(10**18), 10**30]),
+    st.sampled_from([float("nan"), float("inf"), datetime(2024, 1, 1)]),
+    st.text(st.characters(codec="utf-8"), max_size=40),
+    st.text(max_size=40).map(Label),
+    finite_floats.map(lambda x: x * 1e300),
+)
+python_keys = st.one_of(
+    st.text(max_size=4), st.integers(-2, 2), st.booleans(), st.none(), st.just(1.5)
+)
+python_payloads = st.dictionaries(
+    st.text(max_size=4),
+    st.recursive(
+        python_leaves,
+        lambda children: st.one_of(
+            st.lists(children, max_size=3),
+            st.lists(children, max_size=3).map(tuple),
+            st.dictionaries(python_keys, children, max_size=3),
+        ),
+        max_leaves=10,
+    ),
+    max_size=4,
+)
+"""In-process payloads: nested dicts (any keys), lists and tuples of any leaf."""
 
 
 # --- create requests ----------------------------------------------------------------

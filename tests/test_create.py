@@ -473,6 +473,31 @@ def test_payload_limit_counts_ascii_escapes(engine: Engine) -> None:
     rejects(engine, req(payload=payload), "Feedback payload too large")
 
 
+@pytest.mark.parametrize(
+    ("item", "width"),
+    [
+        (-2.2250738585072014e-308, 24),  # the longest float repr
+        ("\U0001f600", 14),  # one character, twelve once escaped, plus quotes
+        ({"k": None}, 11),
+    ],
+)
+def test_payload_limit_counts_every_item(engine: Engine, item: Any, width: int) -> None:
+    # Many small items: the text is long although each item is short. With ", "
+    # between items and '{"xs": [...]}' around them, n items make (width + 2) * n + 8.
+    fits = (1_048_576 - 8) // (width + 2)
+    for n, accepted in ((fits, True), (fits + 1, False)):
+        payload = {"xs": [item] * n}
+        assert (len(json.dumps(payload)) <= 1_048_576) is accepted
+        before = len(engine)
+        if accepted:
+            engine.feedback_create(req(payload=payload))
+            assert len(engine) == before + 1
+        else:
+            with pytest.raises(InvalidRequest, match=r"^Feedback payload too large$"):
+                engine.feedback_create(req(payload=payload))
+            assert len(engine) == before
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_payload_rejected(engine: Engine, value: float) -> None:
     with pytest.raises(InvalidRequest) as info:

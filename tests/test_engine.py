@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from refengine import Engine, ManualClock
-from refengine.models import FeedbackCreateReq
+from refengine.models import FeedbackCreateBatchReq, FeedbackCreateReq
 
 
 def simple(project: str = "e/p", **fields: object) -> dict[str, object]:
@@ -26,6 +26,20 @@ def test_accepts_model_or_dict() -> None:
 def test_non_mapping_input_is_a_validation_error(bad: object) -> None:
     with pytest.raises(ValidationError):
         Engine().feedback_create(bad)  # type: ignore[arg-type]
+
+
+def test_batch_model_is_left_as_given() -> None:
+    # A batch validated from a dict is consumed as it is prepared; a caller's model
+    # must come back untouched.
+    engine = Engine(clock=ManualClock("2024-01-01T00:00:00Z"))
+    batch = FeedbackCreateBatchReq.model_validate({"batch": [simple(id="a"), simple(id="b")]})
+    items = list(batch.batch)
+    res = engine.feedback_create_batch(batch)
+    assert batch.batch == items
+    assert [r.id for r in res.res] == ["a", "b"]
+    res = engine.feedback_create_batch({"batch": [simple(id="c"), simple(id="d")]})
+    assert [r.id for r in res.res] == ["c", "d"]
+    assert [r.id for r in engine.rows("e/p")] == ["a", "b", "c", "d"]
 
 
 def test_projects_are_isolated() -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from refengine.refs import object_name, parse_agent_ref, parse_ref, span_type
+from refengine.refs import is_call_ref, object_name, parse_agent_ref, parse_ref, span_type
 
 
 @pytest.mark.parametrize(
@@ -87,3 +89,31 @@ def test_object_name(ref: str | None, name: str) -> None:
 )
 def test_span_type(ref: str, kind: str) -> None:
     assert span_type(ref) == kind
+
+
+# Ref-like strings: the prefix or a near miss, entity and project (or not), a kind,
+# then more parts, each drawn from the grammar's words, empty parts and odd characters.
+_word = st.sampled_from(["e", "p", "c1", "n:v", "", ":", "x/y", "call"])
+ref_like = st.builds(
+    lambda prefix, head, kind, rest: prefix + "/".join([*head, kind, *rest]),
+    st.one_of(st.just("weave:///"), st.sampled_from(["weave://", "weave:////", "http:///", ""])),
+    st.one_of(st.just(["e", "p"]), st.lists(_word, max_size=3)),
+    st.one_of(st.just("call"), st.sampled_from(["object", "op", "calls", ""])),
+    st.lists(_word, max_size=3),
+)
+
+
+@given(ref_like)
+def test_is_call_ref_agrees_with_parse_ref(ref: str) -> None:
+    parsed = parse_ref(ref)
+    assert is_call_ref(ref) is (parsed is not None and parsed.kind == "call")
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["weave:///e/p/call/c1", "weave:///e/p/call/c1/extra", "weave:///e/p/call/c1/a/b/c/d"],
+)
+def test_is_call_ref(ref: str) -> None:
+    assert is_call_ref(ref)
+    for bad in ("weave:///e/p/call/", "weave:///e//call/c1", "weave:///e/p/op/c1", "e/p/call/c"):
+        assert not is_call_ref(bad)

@@ -94,3 +94,20 @@ def test_every_column_lands_in_its_field() -> None:
     assert {name: getattr(r, name) for name in STORED_COLUMNS} == values
     derived = (r.created_at_ms, r.scorer_id, r.monitor_id, r.span_type, r.is_scored)
     assert derived == (5_000, "sc", "mon", "kind", True)
+
+
+def test_timestamps_of_consecutive_rows() -> None:
+    # Rows in the same microsecond or millisecond share their int objects; each row
+    # must still hold its own values, whatever the order they come in.
+    stamps = [5_000_123, 5_000_123, 5_000_999, 5_001_000, 5_000_123, 7, 7_999, 7]
+    rows = [row(created_at_us=us) for us in stamps]
+    assert [r.created_at_us for r in rows] == stamps
+    assert [r.created_at_ms for r in rows] == [us // 1000 for us in stamps]
+
+
+def test_equal_tag_lists_share_one_tuple() -> None:
+    a, b = row(scorer_tags=["x", "y"]), row(scorer_tags=("x", "y"))
+    assert a.scorer_tags == b.scorer_tags == ("x", "y")
+    assert a.scorer_tags is b.scorer_tags
+    assert row(scorer_tags=["y", "x"]).scorer_tags == ("y", "x")
+    assert row(scorer_tags=["x", "x"]).scorer_tags == ("x", "x")  # duplicates are kept

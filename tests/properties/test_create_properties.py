@@ -8,13 +8,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from refengine import Engine, InvalidRequest, ManualClock
 from refengine.rows import datetime_to_us
-from strategies import PROJECT, create_requests, datasets, populate
+from strategies import PROJECT, create_requests, datasets, populate, python_payloads
 
 
 @given(create_requests(), st.datetimes(timezones=st.just(timezone.utc)))
@@ -33,6 +34,35 @@ def test_valid_requests_are_stored_exactly(request: dict[str, Any], moment: date
         assert getattr(row, field) == request.get(field, getattr(row, field))
     assert row.span_status_code == request.get("span_status_code", "UNSET")
     engine.check_invariants()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, type for type, floats by repr (so -0.0 differs from 0.0), keys in order."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, float):
+        return repr(a) == repr(b)
+    return bool(a == b)
+
+
+@given(python_payloads)
+def test_stored_payload_is_its_json_text_parsed_back(payload: dict[str, Any]) -> None:
+    engine = Engine(clock=ManualClock("2024-05-01T12:00:00Z"))
+    request = {"project_id": PROJECT, "weave_ref": "r", "feedback_type": "t", "payload": payload}
+    try:
+        text = json.dumps(payload, allow_nan=False)
+    except (ValueError, TypeError):
+        with pytest.raises(InvalidRequest):
+            engine.feedback_create(request)
+        assert len(engine) == 0
+        return
+    engine.feedback_create(request)
+    (row,) = engine.rows(PROJECT)
+    assert _same(row.payload, json.loads(text))
 
 
 # Each mutation breaks a valid request in a way the model or the chain must catch.
