@@ -339,15 +339,22 @@ def _reject_non_finite_ratings(req: FeedbackCreateReq) -> None:
 def _find_non_finite(payload: dict[str, Any]) -> tuple[str, float] | None:
     """The path and value of the first NaN/Infinity, depth first; None if all finite.
 
-    Iterative, so a deeply nested payload cannot exhaust the interpreter stack.
+    Iterative, so a deeply nested payload cannot exhaust the interpreter stack, and
+    each container is walked once, so a payload that contains itself (possible only
+    in process) ends. ``O(size of the payload)``.
     """
     stack: list[tuple[str, Any]] = [("", payload)]
+    walked: set[int] = set()  # containers already walked, by id (the payload keeps them alive)
     while stack:
         path, value = stack.pop()
         if isinstance(value, float):
             if not math.isfinite(value):
                 return path, value
-        elif isinstance(value, dict):
+            continue
+        if not isinstance(value, (dict, list, tuple)) or id(value) in walked:
+            continue
+        walked.add(id(value))
+        if isinstance(value, dict):
             stack.extend((f"{path}.{key}", item) for key, item in reversed(value.items()))
         elif isinstance(value, (list, tuple)):
             stack.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(value))))

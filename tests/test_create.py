@@ -562,3 +562,16 @@ def test_response_payload_is_independent_of_store(engine: Engine) -> None:
     res = engine.feedback_create(req(payload={"nested": {"x": 1}}))
     res.payload["nested"]["x"] = 99
     assert engine.rows(P)[0].payload == {"nested": {"x": 1}}
+
+
+def test_payload_that_contains_itself_is_rejected_not_looped_on(engine: Engine) -> None:
+    # Only an in-process caller can build one; the request model keeps the cycle.
+    payload: dict[str, Any] = {"a": 1.0}
+    payload["self"] = [payload]
+    with pytest.raises(InvalidRequest, match="Circular reference detected"):
+        engine.feedback_create(req(payload=payload))
+    assert len(engine) == 0
+    payload["a"] = float("nan")
+    with pytest.raises(InvalidRequest, match=r"^payload\.a contains a non-finite number"):
+        engine.feedback_create(req(payload=payload))
+    assert len(engine) == 0
