@@ -426,6 +426,17 @@ _ITEM_BOUND = 32  # JSON characters per item beyond its strings: quotes, ": ", "
 _CHAR_BOUND = 12  # JSON characters per str character at most: an astral one is \uXXXX\uXXXX
 
 
+def _is_plain_scalar(kind: type, item: Any) -> bool:
+    """A JSON scalar that round-trips through ``json.dumps`` / ``json.loads`` as
+    itself and prints in at most 24 characters (see :data:`_ITEM_BOUND`)."""
+    return (
+        (kind is float and _isfinite(item))
+        or kind is bool
+        or item is None
+        or (kind is int and -_MAX_PLAIN_INT < item < _MAX_PLAIN_INT)
+    )
+
+
 def _copy_plain(obj: dict[str, Any], depth: int) -> tuple[dict[str, Any], int]:
     """Deep copy of a plain JSON object and an upper bound on its ``json.dumps`` length.
 
@@ -459,12 +470,7 @@ def _copy_plain(obj: dict[str, Any], depth: int) -> tuple[dict[str, Any], int]:
         elif kind is list or kind is tuple:
             out[_intern(key)], inner = _copy_plain_list(item, depth + 1)
             bound += inner
-        elif (
-            (kind is float and _isfinite(item))
-            or kind is bool
-            or item is None
-            or (kind is int and -_MAX_PLAIN_INT < item < _MAX_PLAIN_INT)
-        ):
+        elif _is_plain_scalar(kind, item):
             out[_intern(key)] = item
         else:
             raise _NotPlain
@@ -490,12 +496,7 @@ def _copy_plain_list(items: list[Any] | tuple[Any, ...], depth: int) -> tuple[li
             copy_list, inner = _copy_plain_list(item, depth + 1)
             out.append(copy_list)
             bound += inner
-        elif (
-            (kind is float and _isfinite(item))
-            or kind is bool
-            or item is None
-            or (kind is int and -_MAX_PLAIN_INT < item < _MAX_PLAIN_INT)
-        ):
+        elif _is_plain_scalar(kind, item):
             out.append(item)
         else:
             raise _NotPlain

@@ -30,6 +30,7 @@ from refengine.conformance.workload import (
 from refengine.conformance.workload import (
     json_values as _json_values,
 )
+from refengine.rows import FeedbackRow, make_row
 
 PROJECT = "acme/bot"
 OTHER_PROJECT = "acme/other"
@@ -382,3 +383,28 @@ def aggregate_requests(draw: st.DrawFn, project_id: str | None = None) -> dict[s
     }
     req.update(draw(aggregate_filters()))
     return req
+
+
+# --- stored rows built directly (no create chain) -----------------------------------
+
+
+def scorer_row(
+    ms: int,
+    scorer: str = "s",
+    tags: tuple[str, ...] = (),
+    ratings: dict[str, float] | None = None,
+) -> FeedbackRow:
+    """A stored scorer row of project ``e/p`` created at ``ms``, for store-level tests."""
+    return make_row(
+        id=f"{scorer}{ms}",
+        project_id="e/p",
+        weave_ref="weave:///e/p/call/c1",
+        wb_user_id="u",
+        creator=None,
+        created_at_us=ms * 1000,
+        feedback_type="wandb.runnable.s",
+        payload={},
+        runnable_ref=f"weave:///e/p/object/{scorer}:v1",
+        scorer_tags=tags,
+        scorer_ratings=ratings or {},
+    )

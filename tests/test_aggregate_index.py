@@ -14,27 +14,16 @@ from hypothesis import strategies as st
 from naive_aggregate import naive_aggregate
 from refengine import Engine, ManualClock
 from refengine.aggregate_index import MAX_PARTITIONINGS
-from refengine.rows import FeedbackRow, make_row
+from refengine.rows import FeedbackRow
 from refengine.store import ProjectStore
 from strategies import BASE, PROJECT, aggregate_requests, create_requests, offsets_ms
+from strategies import scorer_row as stored_scorer_row
 
 DIMS = ("scorer_id",)
 
 
 def scorer_row(ms: int, scorer: str = "s", rating: float = 0.5) -> FeedbackRow:
-    return make_row(
-        id=f"{scorer}{ms}",
-        project_id="e/p",
-        weave_ref="weave:///e/p/call/c1",
-        wb_user_id="u",
-        creator=None,
-        created_at_us=ms * 1000,
-        feedback_type="wandb.runnable.s",
-        payload={},
-        runnable_ref=f"weave:///e/p/object/{scorer}:v1",
-        scorer_tags=("t",),
-        scorer_ratings={"_rating_": rating},
-    )
+    return stored_scorer_row(ms, scorer, tags=("t",), ratings={"_rating_": rating})
 
 
 def window_ms(store: ProjectStore, dims: tuple[str, ...] = DIMS) -> dict[Any, list[int]]:

@@ -14,23 +14,12 @@ from refengine.columns import (
     build_columns,
     new_signatures,
 )
-from refengine.rows import FeedbackRow, make_row
+from refengine.rows import FeedbackRow
+from strategies import scorer_row as stored_scorer_row
 
 
 def scorer_row(ms: int, tags: tuple[str, ...] = (), **ratings: float) -> FeedbackRow:
-    return make_row(
-        id=f"id{ms}",
-        project_id="e/p",
-        weave_ref="weave:///e/p/call/c1",
-        wb_user_id="u",
-        creator=None,
-        created_at_us=ms * 1000,
-        feedback_type="wandb.runnable.s",
-        payload={},
-        runnable_ref="weave:///e/p/object/s:v1",
-        scorer_tags=tags,
-        scorer_ratings=ratings,
-    )
+    return stored_scorer_row(ms, tags=tags, ratings=ratings)
 
 
 def decoded(columns: Columns, signatures: Codebook[Signature]) -> list[tuple[Any, ...]]:
