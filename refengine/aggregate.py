@@ -62,7 +62,7 @@ from __future__ import annotations
 import sys
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from itertools import repeat
@@ -181,17 +181,11 @@ class _FilterRun:
         self.signatures = signatures.values
         self.profile_memo: dict[int, bool] = {}
         self.sig_memo: dict[int, bool] = {}
-        self.has_rating = {
-            code for code, sig in enumerate(signatures.values) if RATING_KEY in sig.keys
-        }
-
-    def _profile_ok(self, code: int) -> bool:
-        test = self.filters.profile
-        return test is None or test(self.profiles[code])
-
-    def _tags_ok(self, code: int) -> bool:
-        wanted = self.filters.tags
-        return wanted is None or not wanted.isdisjoint(self.signatures[code].tags)
+        self.has_rating: set[int] = set()
+        if filters.rating is not None:
+            self.has_rating = {
+                code for code, sig in enumerate(signatures.values) if RATING_KEY in sig.keys
+            }
 
     def apply(self, view: Columns) -> Columns:
         """The rows of ``view`` that pass every filter (``view`` itself if all do).
@@ -199,11 +193,15 @@ class _FilterRun:
         filters = self.filters
         masks: list[Iterable[Any]] = []
         if filters.profile is not None:
-            mask = _accepted(view.profile, self._profile_ok, self.profile_memo)
+            profiles, test = self.profiles, filters.profile
+            mask = _accepted(view.profile, lambda c: test(profiles[c]), self.profile_memo)
             if mask is not None:
                 masks.append(mask)
         if filters.tags is not None:
-            mask = _accepted(view.sig, self._tags_ok, self.sig_memo)
+            signatures, wanted = self.signatures, filters.tags
+            mask = _accepted(
+                view.sig, lambda c: not wanted.isdisjoint(signatures[c].tags), self.sig_memo
+            )
             if mask is not None:
                 masks.append(mask)
         if filters.rating is not None:
@@ -223,24 +221,33 @@ class _FilterRun:
 # --- folding -------------------------------------------------------------------------
 
 
+def _bucket_edges(ms: list[int], width_ms: int | None) -> Iterator[tuple[int | None, int, int]]:
+    """``(bucket start, lo, hi)`` for each non-empty time bucket of the time-ordered
+    ``ms``, found by bisection; with ``width_ms`` ``None``, the one span
+    ``(None, 0, len(ms))``, even when empty. ``O(b log k)`` for ``b`` buckets."""
+    if width_ms is None:
+        yield None, 0, len(ms)
+        return
+    lo, end = 0, len(ms)
+    while lo < end:
+        start = ms[lo] // width_ms * width_ms
+        hi = bisect_left(ms, start + width_ms, lo, end)
+        yield start, lo, hi
+        lo = hi
+
+
 def _fold_cells(
     view: Columns, width_ms: int | None, group: dict[str, str], signatures: Sequence[Signature]
-) -> Iterable[tuple[int | None, FeedbackAggregateBucket]]:
+) -> Iterator[tuple[int | None, FeedbackAggregateBucket]]:
     """The cells of one group's (filtered) window: one per non-empty time bucket,
     or one for the whole view when ``width_ms`` is ``None``.
 
-    Bucket edges by bisection on the time column; per cell one ``Counter`` over
-    the signature codes, a Python step per distinct signature (and per tag and key
-    it names), and per rating key one ``sum`` over a contiguous slice of values.
+    Per cell one ``Counter`` over the signature codes, a Python step per distinct
+    signature (and per tag and key it names), and per rating key one ``sum`` over a
+    contiguous slice of values.
     """
-    ms, sig, ratings = view.ms, view.sig, view.ratings
-    lo, end = 0, len(ms)
-    while lo < end or (lo == 0 and width_ms is None):
-        if width_ms is None:
-            start, hi = None, end
-        else:
-            start = ms[lo] // width_ms * width_ms
-            hi = bisect_left(ms, start + width_ms, lo, end)
+    sig, ratings = view.sig, view.ratings
+    for start, lo, hi in _bucket_edges(view.ms, width_ms):
         scored = 0
         tag_counts: dict[str, int] = {}
         rating_counts: dict[str, int] = {}
@@ -257,12 +264,13 @@ def _fold_cells(
             total = float(_sequential_sum(ratings[key][lo:hi]))
             if total != 0.0:  # ClickHouse sumMap drops a key whose sum is exactly zero
                 rating_sums[key] = total
+        # Validated construction: pydantic-core builds it faster than model_construct,
+        # and gives the bucket its own copy of every map (``group`` included).
         yield (
             start,
-            # Validated construction: pydantic-core builds it faster than model_construct.
             FeedbackAggregateBucket(
                 time_bucket_start_ms=start,
-                group=dict(group),
+                group=group,
                 total_count=hi - lo,
                 scored_count=scored,
                 tag_counts=dict(sorted(tag_counts.items())),
@@ -270,9 +278,6 @@ def _fold_cells(
                 rating_sums=rating_sums,
             ),
         )
-        if hi == end:
-            break
-        lo = hi
 
 
 def _group_order(dims: Sequence[str]) -> Callable[[tuple[str, ...]], tuple[Any, ...]]:
