@@ -20,10 +20,8 @@ Steps (spec/SEMANTICS.md, "Create"):
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -36,7 +34,7 @@ from . import errors
 from .errors import InvalidRequest, format_message
 from .models import FeedbackCreateReq, FeedbackCreateRes
 from .refs import ParsedRef, is_call_ref, parse_agent_ref, parse_ref
-from .rows import STATUS_CODES, FeedbackRow, build_row, compact_json_object, datetime_to_us
+from .rows import STATUS_CODES, FeedbackRow, build_row, datetime_to_us, payload_text
 
 MAX_PAYLOAD_CHARS = 1 << 20  # 1 MiB of json.dumps output
 SCORER_TYPES_PREFIX = "wandb.runnable"
@@ -106,8 +104,8 @@ def prepare_row(
 ) -> PreparedCreate:
     """Validate ``req`` and build its row, stamped ``now``. Raises InvalidRequest.
 
-    Runs in time linear in the size of the request (the payload is walked once or
-    twice, see :func:`_checked_payload_copy`).
+    Runs in time linear in the size of the request (the payload is serialised
+    once, and walked once more only to name a non-finite number).
     """
     # 1. the user
     user_id = req.wb_user_id if req.wb_user_id is not None else default_user_id
@@ -148,7 +146,7 @@ def prepare_row(
 
     # 8. payload processing and limits
     payload = _process_payload(req)
-    stored_payload = _checked_payload_copy(payload, req)
+    payload_dump = _checked_payload_text(payload, req)
 
     # 9. the status enum (production fails the insert), then the row
     if req.span_status_code not in STATUS_CODES:
@@ -162,7 +160,7 @@ def prepare_row(
         req.creator,
         datetime_to_us(now),
         ftype,
-        stored_payload,
+        payload_dump,
         req.annotation_ref,
         req.runnable_ref,
         req.call_ref,
@@ -369,7 +367,7 @@ def _payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> str:
     payload is walked to name the offending path.
     """
     try:
-        text = _PAYLOAD_ENCODER.encode(payload)
+        text = payload_text(payload)
     except ValueError as exc:
         found = _find_non_finite(payload)
         if found is None:
@@ -383,128 +381,14 @@ def _payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> str:
     return text
 
 
-def _checked_payload_copy(payload: dict[str, Any], req: FeedbackCreateReq) -> dict[str, Any]:
-    """Step 8's checks, then the store's own copy of the payload.
+def _checked_payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> str:
+    """Step 8's checks, then the payload text the row stores.
 
     The checks: the payload serialises as JSON (no NaN, Infinity or foreign type),
     the scorer maps are finite, and the ``json.dumps`` text fits the 1 MiB limit.
-    The copy is what that text parses back to, keys and short strings interned.
-
-    A payload of plain JSON values is copied in one walk that also bounds the
-    length of its text; when the bound is within the limit, the text is never
-    built. Any other payload, or one whose bound exceeds the limit, is serialised
-    (which names the failure, if any, and measures the text exactly) and, unless
-    already copied, parsed back. Either way O(size of the payload).
+    ``O(size of the payload)``: one serialisation.
     """
-    copy: dict[str, Any] | None
-    try:
-        copy, bound = _copy_plain(payload, 0)
-    except (_NotPlain, RuntimeError):
-        # RuntimeError: a RecursionError, or a caller's thread resizing a nested dict
-        # during the walk (the C encoder below reads the payload without switching).
-        copy, bound = None, 0
-    if copy is not None and bound <= MAX_PAYLOAD_CHARS:
-        _reject_non_finite_ratings(req)
-        return copy
     text = _payload_text(payload, req)
     if len(text) > MAX_PAYLOAD_CHARS:
         raise InvalidRequest(errors.PAYLOAD_TOO_LARGE)
-    if copy is None:
-        copy = _PAYLOAD_DECODER.decode(text)
-    return copy
-
-
-class _NotPlain(Exception):
-    """A payload value :func:`_copy_plain` does not take (the slow path decides)."""
-
-
-_intern = sys.intern
-_isfinite = math.isfinite
-_MAX_PLAIN_DEPTH = 64  # deeper payloads take the slow path, far from any recursion limit
-_MAX_PLAIN_INT = 10**18  # |int| below this: at most 19 characters of JSON
-_ITEM_BOUND = 32  # JSON characters per item beyond its strings: quotes, ": ", ", ", a scalar
-_CHAR_BOUND = 12  # JSON characters per str character at most: an astral one is \uXXXX\uXXXX
-
-
-def _is_plain_scalar(kind: type, item: Any) -> bool:
-    """A JSON scalar that round-trips through ``json.dumps`` / ``json.loads`` as
-    itself and prints in at most 24 characters (see :data:`_ITEM_BOUND`)."""
-    return (
-        (kind is float and _isfinite(item))
-        or kind is bool
-        or item is None
-        or (kind is int and -_MAX_PLAIN_INT < item < _MAX_PLAIN_INT)
-    )
-
-
-def _copy_plain(obj: dict[str, Any], depth: int) -> tuple[dict[str, Any], int]:
-    """Deep copy of a plain JSON object and an upper bound on its ``json.dumps`` length.
-
-    Plain: dicts with ``str`` keys, lists, tuples (the text parses back as lists),
-    ``str``, finite ``float``, ``int`` below 10**18 in magnitude, ``bool``, ``None``,
-    of exactly those types, at most 64 levels deep. ``json.dumps`` never fails on
-    such a tree, and its text parses back to a tree equal to this copy, type for
-    type (finite floats round-trip exactly through their repr, -0.0 included).
-    Anything else raises :class:`_NotPlain`: NaN, a big int, an ``IntEnum`` or a
-    ``str`` subclass (written as its base type), a non-``str`` key (written as a
-    string), an unserialisable object. Interns as
-    :func:`refengine.rows.compact_json_object` does: every key, and dict values
-    that are strings of at most 32 characters; other leaves are shared, as they
-    are immutable.
-    """
-    if depth >= _MAX_PLAIN_DEPTH:
-        raise _NotPlain
-    out: dict[str, Any] = {}
-    bound = 2
-    for key, item in obj.items():
-        if type(key) is not str:
-            raise _NotPlain
-        bound += _CHAR_BOUND * len(key) + _ITEM_BOUND
-        kind = type(item)
-        if kind is str:
-            out[_intern(key)] = _intern(item) if len(item) <= 32 else item
-            bound += _CHAR_BOUND * len(item)
-        elif kind is dict:
-            out[_intern(key)], inner = _copy_plain(item, depth + 1)
-            bound += inner
-        elif kind is list or kind is tuple:
-            out[_intern(key)], inner = _copy_plain_list(item, depth + 1)
-            bound += inner
-        elif _is_plain_scalar(kind, item):
-            out[_intern(key)] = item
-        else:
-            raise _NotPlain
-    return out, bound
-
-
-def _copy_plain_list(items: list[Any] | tuple[Any, ...], depth: int) -> tuple[list[Any], int]:
-    """:func:`_copy_plain` for an array (its strings are not interned, as in parsing)."""
-    if depth >= _MAX_PLAIN_DEPTH:
-        raise _NotPlain
-    out: list[Any] = []
-    bound = 2 + _ITEM_BOUND * len(items)
-    for item in items:
-        kind = type(item)
-        if kind is str:
-            out.append(item)
-            bound += _CHAR_BOUND * len(item)
-        elif kind is dict:
-            copy, inner = _copy_plain(item, depth + 1)
-            out.append(copy)
-            bound += inner
-        elif kind is list or kind is tuple:
-            copy_list, inner = _copy_plain_list(item, depth + 1)
-            out.append(copy_list)
-            bound += inner
-        elif _is_plain_scalar(kind, item):
-            out.append(item)
-        else:
-            raise _NotPlain
-    return out, bound
-
-
-# One encoder and one decoder for every create: json.dumps / json.loads with any
-# non-default option build a new one per call. The encoder's settings are
-# json.dumps' defaults (the stored text is exactly production's) but for allow_nan.
-_PAYLOAD_ENCODER = json.JSONEncoder(allow_nan=False)
-_PAYLOAD_DECODER = json.JSONDecoder(object_pairs_hook=compact_json_object)
+    return text

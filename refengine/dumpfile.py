@@ -29,7 +29,6 @@ from .rows import (
     STATUS_CODES,
     STORED_COLUMNS,
     FeedbackRow,
-    compact_json_object,
     datetime_to_us,
     make_row,
     stored_columns,
@@ -121,7 +120,7 @@ def parse_lines(name: str, lines: Iterable[str]) -> Iterator[FeedbackRow]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line, object_pairs_hook=compact_json_object)
+            record = json.loads(line)
         except (ValueError, RecursionError) as exc:
             raise DumpFormatError(
                 name, number, format_message(errors.LOAD_BAD_JSON, detail=exc)

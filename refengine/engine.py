@@ -5,7 +5,8 @@ A dict that does not fit the model raises pydantic ``ValidationError``; a semant
 failure raises :class:`refengine.errors.InvalidRequest`. Writes are all-or-nothing.
 
 Thread safety: one lock guards every write and every window snapshot (for
-aggregate, a copy of the index columns in the window); folding a snapshot happens
+aggregate, a copy of the index columns in the window; for stats, the rows and their
+metric columns); folding a snapshot happens
 outside the lock, so queries never block one another for long and
 always see a consistent set of rows.
 """
@@ -13,7 +14,8 @@ always see a consistent set of rows.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +34,7 @@ from .models import (
     FeedbackStatsReq,
     FeedbackStatsRes,
 )
+from .paths import PathReader
 from .rows import FeedbackRow
 from .store import ProjectStore
 
@@ -140,7 +143,7 @@ class Engine:
         request = coerce_request(FeedbackStatsReq, req)
         if request.end is None:
             request = FeedbackStatsReq.model_validate({**request.model_dump(), "end": self.clock()})
-        return stats.feedback_stats(request, self.window)
+        return stats.feedback_stats(request, self._stats_window)
 
     def insert_rows(self, rows: Iterable[FeedbackRow]) -> None:
         """Store rows that are already built (from a dump, or a bulk generator).
@@ -170,6 +173,15 @@ class Engine:
         with self._lock:
             store = self._projects.get(project_id)
             return [] if store is None else store.window(after_ms, before_ms)
+
+    def _stats_window(
+        self, project_id: str, after_ms: int, before_ms: int, readers: Sequence[PathReader]
+    ) -> tuple[list[FeedbackRow], list[array[float]]]:
+        with self._lock:
+            store = self._projects.get(project_id)
+            if store is None:
+                return [], [array("d") for _ in readers]
+            return store.stats_window(after_ms, before_ms, readers)
 
     def rows(self, project_id: str) -> list[FeedbackRow]:
         """All rows of a project in store order: ``created_at``, then insertion."""

@@ -16,18 +16,20 @@ rules become (spec/SEMANTICS.md, "Extracting a metric"):
   ``{"a":1}``). Only ``count`` may be asked of a categorical metric and every row
   has a value, so the rendering of non-strings is never observable.
 
-:func:`compile_path` returns a :class:`PathReader` holding two closures: ``one``
-reads a single payload (``None`` is no value) and ``many`` reads a list of payloads
-with C-level pipelines, returning only the values found (order kept); it
-accepts any iterable of payloads.
+:func:`compile_path` returns a :class:`PathReader`: ``one`` reads a single payload
+(``None`` is no value); for numeric and boolean metrics, ``column`` reads a list of
+payloads into an ``array('d')``, one entry per payload, NaN where it has no value
+(a stored payload never holds NaN: create refuses it), and :func:`found` keeps the
+values of such a column, in order.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
-from itertools import compress, repeat
-from operator import is_
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from itertools import filterfalse, repeat
+from math import isnan
 from typing import Any, Literal, NamedTuple
 
 ValueType = Literal["numeric", "boolean", "categorical"]
@@ -47,8 +49,9 @@ class PathReader(NamedTuple):
     keys: tuple[str, ...]
     one: Callable[[Payload], Any]
     """Read one payload: a float (numeric/boolean), a str (categorical), or None."""
-    many: Callable[[Iterable[Payload]], list[Any]]
-    """Read many payloads: the values found, in order; no-value entries dropped."""
+    column: Callable[[Sequence[Payload]], array[float]] | None
+    """Read many payloads: one float each, NaN for no value (None: categorical,
+    whose values stats never keeps — every row has one)."""
 
 
 def split_path(path: str) -> tuple[str, ...]:
@@ -65,15 +68,23 @@ def _walk(payload: Payload, keys: tuple[str, ...]) -> Any:
     return node
 
 
-def _leaves(payloads: Iterable[Payload], keys: tuple[str, ...]) -> list[Any]:
-    # C-level pipelines only (map / compress / repeat): per path part, keep the
-    # objects and step into them. Payloads themselves are always objects (dicts).
+def _leaves(payloads: Sequence[Payload], keys: tuple[str, ...]) -> list[Any]:
+    # The value at ``keys`` of each payload (None where the path stops early), in
+    # order. Payloads themselves are always objects (dicts).
     first, *rest = keys
     nodes: list[Any] = list(map(dict.get, payloads, repeat(first)))
     for key in rest:
-        objects = compress(nodes, map(is_, map(type, nodes), repeat(dict)))
-        nodes = list(map(dict.get, objects, repeat(key)))
+        nodes = [node.get(key) if type(node) is dict else None for node in nodes]
     return nodes
+
+
+NO_VALUE = float("nan")
+"""A column's entry for a payload without a value."""
+
+
+def found(column: Iterable[float]) -> list[float]:
+    """The values of ``column``, in order: every entry but the NaN ones."""
+    return list(filterfalse(isnan, column))
 
 
 def numeric_value(leaf: Any) -> float | None:
@@ -104,16 +115,19 @@ def categorical_value(leaf: Any) -> str:
     return json.dumps(leaf, separators=(",", ":"), ensure_ascii=False)
 
 
-def _numeric_many(leaves: list[Any]) -> list[float]:
-    kinds = list(map(type, leaves))
-    floats: list[float] = list(compress(leaves, map(is_, kinds, repeat(float))))
-    if not kinds.count(int):
-        return floats  # the common case: every number is a float token
-    return [v for v in map(numeric_value, leaves) if v is not None]
+def _numeric_entry(leaf: Any) -> float:
+    value = numeric_value(leaf)
+    return NO_VALUE if value is None else value
 
 
-def _boolean_many(leaves: list[Any]) -> list[float]:
-    return [1.0 if x else 0.0 for x in leaves if x is True or x is False]
+def _numeric_column(leaves: list[Any]) -> array[float]:
+    if set(map(type, leaves)) <= {float}:
+        return array("d", leaves)  # the common case: every leaf a float token
+    return array("d", map(_numeric_entry, leaves))
+
+
+def _boolean_column(leaves: list[Any]) -> array[float]:
+    return array("d", [1.0 if x is True else 0.0 if x is False else NO_VALUE for x in leaves])
 
 
 def compile_path(path: str, value_type: ValueType) -> PathReader:
@@ -122,21 +136,20 @@ def compile_path(path: str, value_type: ValueType) -> PathReader:
     >>> reader = compile_path("output.score", "numeric")
     >>> reader.one({"output": {"score": 3}}), reader.one({"output": {"score": "0.5"}})
     (3.0, None)
-    >>> reader.many([{"output": {"score": 0.5}}, {"output": [1]}, {"output": {"score": True}}])
+    >>> reader.column([{"output": {"score": 0.5}}, {"output": [1]}, {"output": {"score": True}}])
+    array('d', [0.5, nan, nan])
+    >>> found(_)
     [0.5]
     """
     keys = split_path(path)
     convert: Callable[[Any], Any]
-    many_leaves: Callable[[list[Any]], list[Any]]
+    to_column: Callable[[list[Any]], array[float]] | None
     if value_type == "numeric":
-        convert, many_leaves = numeric_value, _numeric_many
+        convert, to_column = numeric_value, _numeric_column
     elif value_type == "boolean":
-        convert, many_leaves = boolean_value, _boolean_many
+        convert, to_column = boolean_value, _boolean_column
     else:
-        convert = categorical_value
-
-        def many_leaves(leaves: list[Any]) -> list[Any]:
-            return [categorical_value(x) for x in leaves]
+        convert, to_column = categorical_value, None
 
     if len(keys) == 1:
         (key,) = keys
@@ -149,15 +162,11 @@ def compile_path(path: str, value_type: ValueType) -> PathReader:
         def one(payload: Payload) -> Any:
             return convert(_walk(payload, keys))
 
-    if value_type == "categorical":
+    column: Callable[[Sequence[Payload]], array[float]] | None = None
+    if to_column is not None:
+        leaves_to_column = to_column
 
-        def many(payloads: Iterable[Payload]) -> list[Any]:
-            # Every row has a value; a path that stops early reads as ''.
-            return [one(p) for p in payloads]
+        def column(payloads: Sequence[Payload]) -> array[float]:
+            return leaves_to_column(_leaves(payloads, keys))
 
-    else:
-
-        def many(payloads: Iterable[Payload]) -> list[Any]:
-            return many_leaves(_leaves(payloads, keys))
-
-    return PathReader(path, value_type, keys, one, many)
+    return PathReader(path, value_type, keys, one, column)

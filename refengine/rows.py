@@ -1,9 +1,11 @@
 """The stored feedback row: every production column plus keys derived once at insert.
 
 A :class:`FeedbackRow` is an immutable tuple (``typing.NamedTuple``: no per-instance
-``__dict__``, C-level field access). Its mapping and payload members are plain
-dicts and lists owned by the store; treat them as read-only. The engine never hands
-a caller a payload object that a row holds: responses carry their own copy.
+``__dict__``, C-level field access). Its members are immutable too: strings,
+numbers, tuples, and :class:`refengine.frozenmap.FrozenMap` for the scorer maps.
+The payload is kept as production keeps it, as its ``json.dumps`` text
+(``payload_dump``); ``row.payload`` parses it, so every caller gets a dict of its
+own.
 
 Columns follow the production ``feedback`` table (spec/SEMANTICS.md, "The stored
 row"); ``created_at`` is kept twice: ``created_at_us`` (what the create response
@@ -12,12 +14,14 @@ shows) and ``created_at_ms`` (the stored ``DateTime64(3)`` value every query see
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from .frozenmap import EMPTY, FrozenMap, shared_keys
 from .refs import object_name, span_type
 
 STATUS_CODES: tuple[str, ...] = ("UNSET", "OK", "ERROR")
@@ -38,7 +42,7 @@ class FeedbackRow(NamedTuple):
     creator: str | None
     created_at_us: int  # µs since the Unix epoch, as the create response reports it
     feedback_type: str
-    payload: dict[str, Any]
+    payload_dump: str  # the payload's json.dumps text (Python's defaults), as stored
     annotation_ref: str | None
     runnable_ref: str | None
     call_ref: str | None
@@ -64,16 +68,26 @@ class FeedbackRow(NamedTuple):
     is_scored: bool  # at least one tag or one rating key
 
     @property
+    def payload(self) -> dict[str, Any]:
+        """The stored payload, parsed: a new dict on every access. ``O(len(payload_dump))``."""
+        parsed: dict[str, Any] = json.loads(self.payload_dump)
+        return parsed
+
+    @property
     def created_at(self) -> datetime:
         """The stored (millisecond) created_at as an aware UTC datetime."""
         return EPOCH + timedelta(milliseconds=self.created_at_ms)
 
 
-STORED_COLUMNS: tuple[str, ...] = FeedbackRow._fields[: FeedbackRow._fields.index("created_at_ms")]
-"""The columns a row stores (and a dump writes); the rest are derived."""
+STORED_COLUMNS: tuple[str, ...] = tuple(
+    "payload" if name == "payload_dump" else name
+    for name in FeedbackRow._fields[: FeedbackRow._fields.index("created_at_ms")]
+)
+"""The columns a row stores (and a dump writes), ``payload`` read as an object; the
+rest are derived."""
 
-_EMPTY_MAP: Mapping[str, Any] = {}
-# Shared by every row whose map is empty; rows never mutate their maps.
+_EMPTY_MAP: Mapping[str, Any] = EMPTY
+# Shared by every row whose map is empty.
 
 
 _intern = sys.intern
@@ -111,8 +125,9 @@ def make_row(
 ) -> FeedbackRow:
     """Build a row from its stored columns, computing the derived keys. O(size of refs).
 
-    Maps are copied (empty ones shared) so the row owns what it holds; the payload
-    is taken as given, so callers pass an object nobody else holds.
+    Maps are copied into :class:`FrozenMap` (empty ones shared); the payload is
+    stored as its JSON text (:func:`payload_text`: ``ValueError`` for NaN or
+    Infinity, ``TypeError`` for a value JSON cannot hold).
     """
     return build_row(
         id,
@@ -122,7 +137,7 @@ def make_row(
         creator,
         created_at_us,
         feedback_type,
-        payload,
+        payload_text(payload),
         annotation_ref,
         runnable_ref,
         call_ref,
@@ -151,7 +166,7 @@ def build_row(  # noqa: PLR0917 - positional on purpose: the create hot path
     creator: str | None,
     created_at_us: int,
     feedback_type: str,
-    payload: dict[str, Any],
+    payload_dump: str,
     annotation_ref: str | None,
     runnable_ref: str | None,
     call_ref: str | None,
@@ -172,10 +187,10 @@ def build_row(  # noqa: PLR0917 - positional on purpose: the create hot path
     /,
 ) -> FeedbackRow:
     """:func:`make_row` with every stored column positional, in ``STORED_COLUMNS``
-    order — the create hot path's form (binding 25 keywords costs more than the
-    rest of the row)."""
-    tags = _shared_tags(tuple(scorer_tags)) if scorer_tags else ()
-    ratings = _own(scorer_ratings) if scorer_ratings else _EMPTY_MAP
+    order and the payload already serialised — the create hot path's form (binding
+    25 keywords costs more than the rest of the row)."""
+    tags = shared_keys(tuple(scorer_tags)) if scorer_tags else ()
+    ratings = FrozenMap(scorer_ratings) if scorer_ratings else _EMPTY_MAP
     # Rows stamped in the same millisecond (a burst, a batch, a fixed test clock)
     # share their timestamp ints: 32 bytes each otherwise.
     stamp = _last_stamp[0]
@@ -198,18 +213,18 @@ def build_row(  # noqa: PLR0917 - positional on purpose: the create hot path
             creator and _intern(creator),
             created_at_us,
             _intern(feedback_type),
-            payload,
+            payload_dump,
             annotation_ref and _intern(annotation_ref),
             runnable_ref and _intern(runnable_ref),
             call_ref,
             trigger_ref and _intern(trigger_ref),
             queue_id and _intern(queue_id),
             tags,
-            _own(scorer_tag_reasons) if scorer_tag_reasons else _EMPTY_MAP,
-            _own(scorer_tag_confidences) if scorer_tag_confidences else _EMPTY_MAP,
+            FrozenMap(scorer_tag_reasons) if scorer_tag_reasons else _EMPTY_MAP,
+            FrozenMap(scorer_tag_confidences) if scorer_tag_confidences else _EMPTY_MAP,
             ratings,
-            _own(scorer_rating_reasons) if scorer_rating_reasons else _EMPTY_MAP,
-            _own(scorer_rating_confidences) if scorer_rating_confidences else _EMPTY_MAP,
+            FrozenMap(scorer_rating_reasons) if scorer_rating_reasons else _EMPTY_MAP,
+            FrozenMap(scorer_rating_confidences) if scorer_rating_confidences else _EMPTY_MAP,
             _intern(span_agent_name),
             _intern(span_agent_version),
             _intern(span_status_code),
@@ -234,32 +249,25 @@ _last_stamp: list[tuple[int, int]] = [(-1, -1)]
 
 
 @lru_cache(maxsize=4096)
-def _shared_tags(tags: tuple[str, ...]) -> tuple[str, ...]:
-    # Tag lists come from a small vocabulary and repeat across rows: one tuple per
-    # distinct list (a 2-tag tuple is 56 bytes), its strings interned.
-    return tuple(map(sys.intern, tags))
-
-
-@lru_cache(maxsize=4096)
 def _derived_name(ref: str | None) -> str:
     # Scorer and monitor refs repeat across rows: derive each name once.
     return sys.intern(object_name(ref))
 
 
-def _own(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
-    # Callers pass _EMPTY_MAP instead of an empty map themselves (no call per column).
-    return {_intern(k): v for k, v in mapping.items()}
+def payload_text(payload: Mapping[str, Any]) -> str:
+    """The payload as production stores it: ``json.dumps`` with Python's defaults
+    (ASCII escapes, ``", "`` and ``": "`` separators, keys in their order).
 
-
-def compact_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``json.loads`` object hook that shares one copy of each key and short string.
-
-    Keys and labels repeat across millions of payloads; sharing them takes the
-    stored payload of a typical scorer row from ~670 to ~400 bytes.
+    Where ``json.dumps`` would write ``NaN`` or ``Infinity`` this raises
+    ``ValueError`` instead; a value JSON cannot hold raises ``TypeError``, a payload
+    that contains itself ``ValueError``. ``O(size of the payload)``.
     """
-    return {
-        sys.intern(k): sys.intern(v) if type(v) is str and len(v) <= 32 else v for k, v in pairs
-    }
+    return _PAYLOAD_ENCODER.encode(payload)
+
+
+# One encoder for every row: json.dumps with a non-default option builds a new one
+# per call. Its settings are json.dumps' defaults but for allow_nan.
+_PAYLOAD_ENCODER = json.JSONEncoder(allow_nan=False)
 
 
 def datetime_to_us(moment: datetime) -> int:

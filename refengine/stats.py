@@ -7,10 +7,12 @@ emitted, timestamps rendered in the zone's offset at that instant, filters, metr
 extraction (:mod:`refengine.paths`), aggregations and the response shape.
 
 How it runs: one bisect-bounded window of the project's rows (already in
-``created_at`` order), filtered, then cut into buckets by bisection on
-``created_at_ms`` — no per-row division. Each bucket's payloads are read once per
-metric by the compiled path reader (C-level comprehensions) and folded into that
-bucket's values; the window statistics are folded from the buckets' values. Sums
+``created_at`` order) with, per numeric or boolean metric, the matching slice of
+the project's column of that metric's values (:mod:`refengine.metric_index`: each
+stored payload is parsed once per metric, not once per query); filtered, then cut
+into buckets by bisection on ``created_at_ms`` — no per-row division. Each
+bucket's values are one slice of each column, its no-value entries dropped at C
+speed; the window statistics are folded from the buckets' values. Sums
 are correctly rounded (:func:`math.fsum`, exact rationals if an intermediate
 overflows), so the oracle's answer is the exact one. Sorting happens only when
 percentiles were asked for.
@@ -20,23 +22,28 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from fractions import Fraction
 from functools import lru_cache
-from itertools import chain
-from operator import attrgetter
+from itertools import chain, compress
+from operator import and_, attrgetter
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
 from . import errors
 from .errors import InvalidRequest, format_message
 from .models import FeedbackMetricSpec, FeedbackStatsReq, FeedbackStatsRes
-from .paths import PathReader, compile_path
+from .paths import PathReader, compile_path, found
 from .rows import FeedbackRow, datetime_to_us
 
-WindowFn = Callable[[str, "int | None", "int | None"], list[FeedbackRow]]
+StatsWindowFn = Callable[
+    [str, int, int, Sequence[PathReader]], "tuple[list[FeedbackRow], list[array[float]]]"
+]
+"""``(project_id, after_ms, before_ms, readers)`` → the rows in that window, and per
+reader the column of its values for them (see ``ProjectStore.stats_window``)."""
 
 NO_METRICS_GRANULARITY = 3600
 MAX_BUCKETS = 10_000
@@ -51,7 +58,6 @@ FIRST_RENDERABLE_S = -62_135_596_800  # 0001-01-01T00:00:00Z
 JSON_PATH_RE = re.compile(r"[a-zA-Z0-9_. ]+")
 
 _created_at_ms = attrgetter("created_at_ms")
-_payload = attrgetter("payload")
 
 
 class MetricPlan(NamedTuple):
@@ -302,8 +308,8 @@ def bucket_keys(plan: MetricPlan) -> list[str]:
 # --- the query ---------------------------------------------------------------------------
 
 
-def feedback_stats(req: FeedbackStatsReq, window: WindowFn) -> FeedbackStatsRes:
-    """Answer ``req`` (``end`` already resolved) from ``window(project, after_ms, before_ms)``."""
+def feedback_stats(req: FeedbackStatsReq, window: StatsWindowFn) -> FeedbackStatsRes:
+    """Answer ``req`` (``end`` already resolved) from ``window`` (see :data:`StatsWindowFn`)."""
     if req.end is None:
         raise ValueError("feedback_stats needs a resolved end (Engine.feedback_stats does it)")
     start, end = req.start, req.end
@@ -324,8 +330,9 @@ def feedback_stats(req: FeedbackStatsReq, window: WindowFn) -> FeedbackStatsRes:
     if starts.start < FIRST_RENDERABLE_S:
         raise InvalidRequest(format_message(errors.GRANULARITY_TOO_LARGE, g=g))
 
-    rows = _filtered(req, window(req.project_id, start_s * 1000, end_s * 1000))
-    counts, values = _fold(rows, starts, plans)
+    readers = [plan.reader for plan in plans if plan.reader.column is not None]
+    rows, columns = _filtered(req, *window(req.project_id, start_s * 1000, end_s * 1000, readers))
+    counts, values = _fold(rows, columns, starts, plans)
 
     # per metric, the min and max of each non-empty bucket (the window's come from them)
     extremes: list[tuple[list[float], list[float]]] = [([], []) for _ in plans]
@@ -353,56 +360,57 @@ def feedback_stats(req: FeedbackStatsReq, window: WindowFn) -> FeedbackStatsRes:
     )
 
 
-def _filtered(req: FeedbackStatsReq, rows: list[FeedbackRow]) -> list[FeedbackRow]:
+def _filtered(
+    req: FeedbackStatsReq, rows: list[FeedbackRow], columns: list[array[float]]
+) -> tuple[list[FeedbackRow], list[array[float]]]:
+    keep: list[bool] | None = None
     feedback_type = req.feedback_type
     if feedback_type is not None:
-        rows = [r for r in rows if r.feedback_type == feedback_type]
+        keep = [r.feedback_type == feedback_type for r in rows]
     trigger_ref = req.trigger_ref
     if trigger_ref is not None:
         if trigger_ref.endswith(":*"):
             prefix = trigger_ref[:-2]
-            rows = [
-                r for r in rows if r.trigger_ref is not None and r.trigger_ref.startswith(prefix)
-            ]
+            matches = [r.trigger_ref is not None and r.trigger_ref.startswith(prefix) for r in rows]
         else:
-            rows = [r for r in rows if r.trigger_ref == trigger_ref]
-    return rows
+            matches = [r.trigger_ref == trigger_ref for r in rows]
+        keep = matches if keep is None else list(map(and_, keep, matches))
+    if keep is None:
+        return rows, columns
+    return list(compress(rows, keep)), [array("d", compress(c, keep)) for c in columns]
 
 
 def _fold(
-    rows: list[FeedbackRow], starts: range, plans: list[MetricPlan]
+    rows: list[FeedbackRow], columns: list[array[float]], starts: range, plans: list[MetricPlan]
 ) -> tuple[list[int], list[list[list[float] | None] | None]]:
     """Rows per bucket, and per metric the values found in each bucket.
 
-    Categorical metrics keep no values (every row has one: the count is the rows).
-    Rows are in ``created_at`` order, so each bucket is one slice found by bisection.
+    ``columns`` hold the values of the numeric and boolean metrics, in plan order,
+    one entry per row. Categorical metrics keep no values (every row has one: the
+    count is the rows). Rows are in ``created_at`` order, so each bucket is one
+    slice, found by bisection.
     """
     n_buckets = len(starts)
     counts = [0] * n_buckets
     values: list[list[list[float] | None] | None] = [
-        None if plan.spec.value_type == "categorical" else [None] * n_buckets for plan in plans
+        None if plan.reader.column is None else [None] * n_buckets for plan in plans
     ]
     readers = [
-        (per_bucket, plan.reader.many, bool(plan.percentiles))
+        (per_bucket, bool(plan.percentiles))
         for plan, per_bucket in zip(plans, values, strict=True)
         if per_bucket is not None
     ]
-    single = len(readers) == 1
     first, g = starts.start, starts.step
     lo, n = 0, len(rows)
     while lo < n:
         index = (rows[lo].created_at_ms // 1000 - first) // g
         hi = bisect_left(rows, (first + (index + 1) * g) * 1000, lo, n, key=_created_at_ms)
-        chunk = rows[lo:hi]
         counts[index] = hi - lo
-        if readers:
-            # one reader streams the payloads; several share one list of them
-            payloads = map(_payload, chunk) if single else list(map(_payload, chunk))
-            for per_bucket, many, keep_sorted in readers:
-                found = many(payloads)
-                if keep_sorted:
-                    found.sort()
-                per_bucket[index] = found
+        for (per_bucket, keep_sorted), column in zip(readers, columns, strict=True):
+            in_bucket = found(column[lo:hi])
+            if keep_sorted:
+                in_bucket.sort()
+            per_bucket[index] = in_bucket
         lo = hi
     return counts, values
 

@@ -6,7 +6,9 @@ stay in insertion order without storing a tie-break in the key; each row also
 carries nothing extra for this — the position *is* the sequence.
 
 Each store also owns the :class:`refengine.aggregate_index.AggregateIndex` that
-aggregate queries scan; an insert only tells it when a row lands before the end.
+aggregate queries scan and the :class:`refengine.metric_index.MetricIndex` of
+payload metrics that stats queries read; an insert only tells them when a row
+lands before the end.
 
 Not thread-safe on its own: :class:`refengine.engine.Engine` holds one lock around
 every write and around taking a window snapshot.
@@ -14,13 +16,16 @@ every write and around taking a window snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from operator import attrgetter
 
 from sortedcontainers import SortedKeyList
 
 from .aggregate_index import AggregateIndex, GroupKey
 from .columns import Columns
+from .metric_index import MetricIndex
+from .paths import PathReader
 from .rows import FeedbackRow
 
 _created_at_ms = attrgetter("created_at_ms")
@@ -29,12 +34,13 @@ _created_at_ms = attrgetter("created_at_ms")
 class ProjectStore:
     """The rows of one project, in ``(created_at_ms, insertion order)`` order."""
 
-    __slots__ = ("_index", "_last_ms", "_rows", "project_id")
+    __slots__ = ("_index", "_last_ms", "_metrics", "_rows", "project_id")
 
     def __init__(self, project_id: str) -> None:
         self.project_id = project_id
         self._rows: SortedKeyList = SortedKeyList(key=_created_at_ms)
         self._index = AggregateIndex()
+        self._metrics = MetricIndex()
         self._last_ms: int | None = None  # the largest created_at_ms stored
 
     def __len__(self) -> int:
@@ -48,6 +54,7 @@ class ProjectStore:
         ms = row.created_at_ms
         if self._last_ms is not None and ms < self._last_ms:
             self._index.invalidate_from(ms)
+            self._metrics.invalidate_from(ms)
         else:
             self._last_ms = ms
         self._rows.add(row)
@@ -64,13 +71,29 @@ class ProjectStore:
         ``O(log n + k)`` for ``k`` rows in the window. The returned list is a
         snapshot the caller owns.
         """
+        lo, hi = self._span(after_ms, before_ms)
+        result: list[FeedbackRow] = self._rows[lo:hi]
+        return result
+
+    def _span(self, after_ms: int | None, before_ms: int | None) -> tuple[int, int]:
         rows = self._rows
         lo = 0 if after_ms is None else rows.bisect_key_left(after_ms)
         hi = len(rows) if before_ms is None else rows.bisect_key_left(before_ms)
-        if hi <= lo:
-            return []
-        result: list[FeedbackRow] = rows[lo:hi]
-        return result
+        return lo, max(lo, hi)
+
+    def stats_window(
+        self, after_ms: int, before_ms: int, readers: Sequence[PathReader]
+    ) -> tuple[list[FeedbackRow], list[array[float]]]:
+        """:meth:`window`, and for each reader (a numeric or boolean metric) the
+        column of its values for those rows: one entry per row, NaN for no value.
+
+        Brings the metric columns up to date first (see
+        :mod:`refengine.metric_index` for the cost), then ``O(log n + k)`` for the
+        ``k`` rows in the window. The lists and arrays are the caller's to keep.
+        """
+        columns = self._metrics.columns(self._rows, readers)
+        lo, hi = self._span(after_ms, before_ms)
+        return self._rows[lo:hi], [column[lo:hi] for column in columns]
 
     def aggregate_views(
         self, dims: tuple[str, ...], after_ms: int, before_ms: int
@@ -109,8 +132,15 @@ class ProjectStore:
         if previous is not None and previous != self._last_ms:
             raise AssertionError("the largest created_at_ms is not tracked")
         self._index.check(self._rows)
+        self._metrics.check(self._rows)
 
     @property
     def aggregate_index(self) -> AggregateIndex:
         """The aggregate index (for inspection and tests; call under the engine lock)."""
         return self._index
+
+    @property
+    def metric_index(self) -> MetricIndex:
+        """The stats metric columns (for inspection and tests; call under the engine
+        lock)."""
+        return self._metrics

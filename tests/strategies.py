@@ -393,6 +393,7 @@ def scorer_row(
     scorer: str = "s",
     tags: tuple[str, ...] = (),
     ratings: dict[str, float] | None = None,
+    payload: dict[str, Any] | None = None,
 ) -> FeedbackRow:
     """A stored scorer row of project ``e/p`` created at ``ms``, for store-level tests."""
     return make_row(
@@ -403,7 +404,7 @@ def scorer_row(
         creator=None,
         created_at_us=ms * 1000,
         feedback_type="wandb.runnable.s",
-        payload={},
+        payload=payload or {},
         runnable_ref=f"weave:///e/p/object/{scorer}:v1",
         scorer_tags=tags,
         scorer_ratings=ratings or {},

@@ -104,6 +104,11 @@ def _bad_file(tmp_path: Path, mutate: object) -> Path:
             "created_at needs a UTC offset",
         ),
         (lambda r: json.dumps({**r, "creator": 5}), "column creator must be a string or null"),
+        (
+            # json.dumps writes NaN, but no stored payload may hold it (create refuses it)
+            lambda r: json.dumps({**r, "payload": {"score": float("nan")}}),
+            "Out of range float values are not JSON compliant",
+        ),
     ],
 )
 def test_bad_dump_fails_with_line_and_leaves_engine_unchanged(

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
-from refengine.paths import INT_MAX, INT_MIN, compile_path, split_path
+from refengine.paths import INT_MAX, INT_MIN, PathReader, compile_path, found, split_path
 
 NUMERIC = compile_path("output.score", "numeric")
+NAN = float("nan")
 BOOLEAN = compile_path("output.passed", "boolean")
 LABEL = compile_path("output.label", "categorical")
+
+
+def values_of(reader: PathReader, payloads: list[dict[str, Any]]) -> list[float]:
+    """The values ``reader.column`` finds in ``payloads``, in order."""
+    assert reader.column is not None
+    column = reader.column(payloads)
+    assert len(column) == len(payloads)  # one entry per payload
+    return found(column)
 
 
 def test_split_path_keeps_every_part_as_a_key() -> None:
@@ -44,7 +54,7 @@ def test_numeric_reads_json_numbers_only(score: Any, expected: float | None) -> 
     got = NUMERIC.one(payload)
     assert got == expected
     assert type(got) is type(expected)
-    assert NUMERIC.many([payload]) == ([] if expected is None else [expected])
+    assert values_of(NUMERIC, [payload]) == ([] if expected is None else [expected])
 
 
 @pytest.mark.parametrize(
@@ -61,7 +71,7 @@ def test_numeric_reads_json_numbers_only(score: Any, expected: float | None) -> 
 )
 def test_missing_or_unreachable_is_no_value(payload: dict[str, Any]) -> None:
     assert NUMERIC.one(payload) is None
-    assert NUMERIC.many([payload]) == []
+    assert values_of(NUMERIC, [payload]) == []
     assert BOOLEAN.one(payload) is None
     assert LABEL.one(payload) == ""
 
@@ -70,7 +80,8 @@ def test_an_all_digit_part_is_a_key_never_an_array_index() -> None:
     reader = compile_path("output.0", "numeric")
     assert reader.one({"output": {"0": 4}}) == 4.0
     assert reader.one({"output": [4, 5]}) is None
-    assert reader.many([{"output": {"0": 4}}, {"output": [4, 5]}, {"output": {"1": 5}}]) == [4.0]
+    payloads: list[dict[str, Any]] = [{"output": {"0": 4}}, {"output": [4]}, {"output": {"1": 5}}]
+    assert values_of(reader, payloads) == [4.0]
 
 
 def test_a_part_with_a_space_is_a_key() -> None:
@@ -84,7 +95,7 @@ def test_single_part_and_deep_paths() -> None:
     deep = compile_path("a.b.c.d", "numeric")
     assert deep.one({"a": {"b": {"c": {"d": 0.25}}}}) == 0.25
     assert deep.one({"a": {"b": {"c": 0.25}}}) is None
-    assert deep.many([{"a": {"b": {"c": {"d": 0.25}}}}, {"a": 1}, {}]) == [0.25]
+    assert values_of(deep, [{"a": {"b": {"c": {"d": 0.25}}}}, {"a": 1}, {}]) == [0.25]
 
 
 @pytest.mark.parametrize(
@@ -103,7 +114,7 @@ def test_single_part_and_deep_paths() -> None:
 def test_boolean_reads_true_and_false_only(passed: Any, expected: float | None) -> None:
     payload = {"output": {"passed": passed}}
     assert BOOLEAN.one(payload) == expected
-    assert BOOLEAN.many([payload]) == ([] if expected is None else [expected])
+    assert values_of(BOOLEAN, [payload]) == ([] if expected is None else [expected])
 
 
 @pytest.mark.parametrize(
@@ -124,10 +135,10 @@ def test_boolean_reads_true_and_false_only(passed: Any, expected: float | None) 
 def test_categorical_is_never_no_value(label: Any, expected: str) -> None:
     payload = {"output": {"label": label}}
     assert LABEL.one(payload) == expected
-    assert LABEL.many([payload, {}]) == [expected, ""]
+    assert LABEL.column is None  # stats keeps no categorical values
 
 
-def test_many_keeps_order_and_drops_no_values() -> None:
+def test_column_keeps_positions_and_found_drops_no_values() -> None:
     payloads: list[dict[str, Any]] = [
         {"output": {"score": 0.25}},
         {"output": {"score": "0.5"}},
@@ -137,8 +148,12 @@ def test_many_keeps_order_and_drops_no_values() -> None:
         {"output": {"score": -1.5}},
         {"output": [1]},
     ]
-    assert NUMERIC.many(payloads) == [0.25, 2.0, -1.5]
-    assert [NUMERIC.one(p) for p in payloads] == [0.25, None, 2.0, None, None, -1.5, None]
+    assert NUMERIC.column is not None
+    column = NUMERIC.column(payloads)
+    expected = [0.25, None, 2.0, None, None, -1.5, None]
+    assert [None if math.isnan(v) else v for v in column] == expected
+    assert found(column) == [0.25, 2.0, -1.5]
+    assert [NUMERIC.one(p) for p in payloads] == expected
 
 
 def test_reader_remembers_its_path() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import pytest
 
+from refengine.frozenmap import FrozenMap
 from refengine.rows import STORED_COLUMNS, datetime_to_us, make_row, stored_columns, us_to_datetime
 
 
@@ -41,9 +43,44 @@ def test_is_scored(tags: tuple[str, ...], ratings: dict[str, float], scored: boo
 
 
 def test_rows_are_immutable() -> None:
-    r = row()
+    r = row(scorer_ratings={"a": 1.0})
     with pytest.raises(AttributeError):
         r.id = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        r.scorer_ratings["a"] = 2.0  # type: ignore[index]
+    r.payload["output"] = 2  # a fresh dict each time: the row is untouched
+    assert r.payload == {"output": 1}
+
+
+def test_the_payload_is_stored_as_its_json_dumps_text() -> None:
+    payload = {"b": [1, (2.5, None)], "a": {"é": True, "n": -0.0}, "big": 2**70}
+    r = row(payload=payload)
+    assert r.payload_dump == json.dumps(payload)
+    assert r.payload == json.loads(json.dumps(payload))  # the tuple reads back as a list
+    assert list(r.payload) == ["b", "a", "big"]
+    assert "payload" in STORED_COLUMNS and "payload_dump" not in STORED_COLUMNS
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        ({"x": float("nan")}, ValueError),
+        ({"x": float("-inf")}, ValueError),
+        ({"x": {1j}}, TypeError),
+    ],
+)
+def test_a_payload_json_cannot_hold_is_refused(payload: dict[str, object], error: type) -> None:
+    with pytest.raises(error):
+        row(payload=payload)
+
+
+def test_scorer_maps_are_compact_and_share_their_keys() -> None:
+    a = row(scorer_ratings={"_rating_": 0.5}, scorer_tag_reasons={"t": "why"})
+    b = row(scorer_ratings={"_rating_": 0.25})
+    assert isinstance(a.scorer_ratings, FrozenMap)
+    assert a.scorer_ratings._keys is b.scorer_ratings._keys  # type: ignore[attr-defined]
+    assert a.scorer_tag_reasons == {"t": "why"}
+    assert a.scorer_rating_reasons is b.scorer_tag_reasons  # the one shared empty map
 
 
 def test_time_conversions_are_exact() -> None:

@@ -1,0 +1,95 @@
+"""A compact, read-only mapping for the scorer map columns of a stored row.
+
+A ``dict`` of one to five entries takes 184 bytes whatever its content: its hash
+table never has fewer than eight slots. Scorer maps are that small, and their keys
+repeat across millions of rows (``{"_rating_": 0.87}``), so a stored row keeps
+each one as a :class:`FrozenMap` instead: a tuple of keys shared by every map with
+the same keys in the same order, and a tuple of values — 96 bytes for one entry,
+8 more per further entry.
+
+A :class:`FrozenMap` is a :class:`collections.abc.Mapping`: it iterates in the
+order its source had, compares equal to any mapping with the same items (order
+ignored, as for ``dict``), and cannot be changed. A lookup scans the keys,
+``O(len)``; scorer maps hold a handful of keys, where a scan is as fast as a hash.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from typing import Any, TypeVar
+
+V = TypeVar("V")
+
+
+class FrozenMap(Mapping[str, V]):
+    """An immutable ``str``-keyed mapping stored as shared keys plus values.
+
+    >>> m = FrozenMap({"_rating_": 0.5, "quality": 1.0})
+    >>> m["quality"], m.get("missing"), list(m), len(m)
+    (1.0, None, ['_rating_', 'quality'], 2)
+    >>> m == {"quality": 1.0, "_rating_": 0.5}, dict(m)
+    (True, {'_rating_': 0.5, 'quality': 1.0})
+    """
+
+    __slots__ = ("_keys", "_values")
+
+    _keys: tuple[str, ...]
+    _values: tuple[V, ...]
+
+    def __init__(self, mapping: Mapping[str, V] | None = None) -> None:
+        """A copy of ``mapping`` (keys interned and shared). ``O(len(mapping))``."""
+        if not mapping:
+            self._keys, self._values = (), ()
+            return
+        self._keys = shared_keys(tuple(mapping))
+        self._values = tuple(mapping.values())
+
+    def __getitem__(self, key: str) -> V:
+        keys = self._keys
+        if key in keys:
+            return self._values[keys.index(key)]
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        keys = self._keys
+        if key in keys:
+            return self._values[keys.index(key)]
+        return default
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenMap) and other._keys is self._keys:
+            return self._values == other._values  # shared keys: the same order
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(zip(self._keys, self._values, strict=True)) == dict(other.items())
+
+    __hash__ = None  # type: ignore[assignment]  # equal to dicts, which are unhashable
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({dict(zip(self._keys, self._values, strict=True))!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenMap, (dict(zip(self._keys, self._values, strict=True)),))
+
+
+@lru_cache(maxsize=4096)
+def shared_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """One tuple per distinct key sequence, its strings interned."""
+    return tuple(map(sys.intern, keys))
+
+
+EMPTY: FrozenMap[Any] = FrozenMap()
+"""The empty map every row without entries shares."""
+
+__all__ = ["EMPTY", "FrozenMap", "shared_keys"]

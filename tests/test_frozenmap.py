@@ -1,0 +1,67 @@
+"""The compact read-only mapping stored rows keep their scorer maps in."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import sys
+from collections.abc import Mapping
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from refengine.frozenmap import EMPTY, FrozenMap
+
+maps = st.dictionaries(st.text(max_size=5), st.floats(allow_nan=False), max_size=6)
+
+
+@given(maps)
+def test_behaves_as_the_dict_it_was_made_from(source: dict[str, float]) -> None:
+    m = FrozenMap(source)
+    assert isinstance(m, Mapping)
+    assert m == source and source == m
+    assert list(m) == list(source) and list(m.items()) == list(source.items())
+    assert len(m) == len(source)
+    for key, value in source.items():
+        assert key in m and m[key] == value and m.get(key) == value
+    assert dict(m) == source
+
+
+def test_missing_keys_and_order_insensitive_equality() -> None:
+    m = FrozenMap({"a": 1.0, "b": 2.0})
+    with pytest.raises(KeyError):
+        m["c"]
+    assert m.get("c") is None and m.get("c", 0.0) == 0.0
+    assert m == FrozenMap({"b": 2.0, "a": 1.0}) == {"b": 2.0, "a": 1.0}
+    assert m != {"a": 1.0} and m != FrozenMap({"a": 1.0, "b": 3.0})
+    assert m != [("a", 1.0), ("b", 2.0)]  # not a mapping
+    assert FrozenMap() == {} == EMPTY and not EMPTY
+
+
+def test_cannot_be_changed() -> None:
+    m = FrozenMap({"a": 1.0})
+    with pytest.raises(TypeError):
+        m["a"] = 2.0  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        m.extra = 1  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        hash(m)  # equal to a dict, so unhashable like one
+
+
+def test_maps_with_the_same_keys_share_one_key_tuple() -> None:
+    a, b = FrozenMap({"_rating_": 0.1}), FrozenMap({"_rating_": 0.2})
+    assert a._keys is b._keys
+
+
+def test_is_smaller_than_a_dict() -> None:
+    m = FrozenMap({"_rating_": 0.5})
+    own = sys.getsizeof(m) + sys.getsizeof(m._values)  # the key tuple is shared
+    assert own < sys.getsizeof({"_rating_": 0.5}) / 1.5
+
+
+def test_copies_and_pickles_to_an_equal_map() -> None:
+    m = FrozenMap({"a": 1.0, "b": -0.0})
+    for clone in (pickle.loads(pickle.dumps(m)), copy.copy(m), copy.deepcopy(m)):
+        assert type(clone) is FrozenMap and clone == m and list(clone) == ["a", "b"]
+    assert repr(m) == "FrozenMap({'a': 1.0, 'b': -0.0})"

@@ -1,0 +1,139 @@
+"""The per-project stats metric columns (``refengine.metric_index``): they stay a
+faithful reading of the stored payloads through appends, out-of-order inserts and
+evictions."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from naive_stats import naive_stats
+from refengine import Engine, ManualClock
+from refengine.metric_index import MAX_METRIC_COLUMNS, PARSE_CHUNK
+from refengine.paths import compile_path
+from refengine.rows import FeedbackRow
+from refengine.store import ProjectStore
+from strategies import BASE, PROJECT, create_requests, offsets_ms, scorer_row, stats_requests
+
+SCORE = compile_path("output.score", "numeric")
+PASSED = compile_path("output.passed", "boolean")
+
+
+def row(ms: int, score: Any = 0.5, passed: Any = True) -> FeedbackRow:
+    return scorer_row(ms, payload={"output": {"score": score, "passed": passed}})
+
+
+def readings(store: ProjectStore, after: int = 0, before: int = 10**6) -> list[list[Any]]:
+    """Per metric (score, passed), the window's entries; None for no value."""
+    _, columns = store.stats_window(after, before, [SCORE, PASSED])
+    return [[None if math.isnan(v) else v for v in column] for column in columns]
+
+
+def test_a_column_reads_every_row_with_nan_for_no_value() -> None:
+    store = ProjectStore("e/p")
+    store.update([row(1, 0.25), row(2, "0.5", False), row(3, 7, "yes"), row(4, None, None)])
+    assert readings(store) == [[0.25, None, 7.0, None], [1.0, 0.0, None, None]]
+    rows, columns = store.stats_window(2, 4, [SCORE])
+    assert [r.created_at_ms for r in rows] == [2, 3]
+    assert [str(v) for v in columns[0]] == ["nan", "7.0"]
+    store.check_invariants()
+
+
+def test_appends_are_picked_up_by_the_next_query() -> None:
+    store = ProjectStore("e/p")
+    store.update([row(1, 0.1), row(2, 0.2)])
+    assert readings(store)[0] == [0.1, 0.2]
+    store.update([row(3, 0.3), row(3, 0.35)])
+    assert readings(store)[0] == [0.1, 0.2, 0.3, 0.35]
+    store.check_invariants()
+
+
+def test_an_insert_before_the_end_rereads_from_that_millisecond() -> None:
+    store = ProjectStore("e/p")
+    store.update(row(ms, ms / 100) for ms in (10, 20, 30, 40))
+    assert readings(store)[0] == [0.1, 0.2, 0.3, 0.4]  # built before the inserts
+    store.add(row(25, 0.25))
+    store.add(row(5, 0.05))
+    store.check_invariants()  # stale columns: the check does not rebuild them
+    assert readings(store)[0] == [0.05, 0.1, 0.2, 0.25, 0.3, 0.4]
+    assert readings(store, 20, 31)[0] == [0.2, 0.25, 0.3]
+    store.check_invariants()
+
+
+def test_more_rows_than_a_parse_chunk_line_up() -> None:
+    store = ProjectStore("e/p")
+    n = PARSE_CHUNK * 2 + 3
+    store.update(row(ms, float(ms)) for ms in range(n))
+    assert readings(store)[0] == [float(ms) for ms in range(n)]
+    store.add(row(n, "x"))  # one more, read on its own
+    assert readings(store)[0][-2:] == [float(n - 1), None]
+    store.check_invariants()
+
+
+def test_the_least_recently_used_column_is_dropped_and_rebuilt() -> None:
+    store = ProjectStore("e/p")
+    store.update(row(ms, float(ms)) for ms in range(3))
+    readers = [compile_path(f"output.m{i}", "numeric") for i in range(MAX_METRIC_COLUMNS)]
+    store.stats_window(0, 10, [SCORE])
+    for reader in readers:
+        store.stats_window(0, 10, [reader])
+    kept = store.metric_index.kept()
+    assert len(kept) == MAX_METRIC_COLUMNS
+    assert (SCORE.keys, "numeric") not in kept  # the first one asked for went first
+    store.add(row(5, 5.0))
+    assert readings(store)[0] == [0.0, 1.0, 2.0, 5.0]  # rebuilt, complete
+    store.check_invariants()
+
+
+def test_a_categorical_metric_has_no_column() -> None:
+    store = ProjectStore("e/p")
+    with pytest.raises(ValueError, match="categorical metric has no column"):
+        store.stats_window(0, 1, [compile_path("output.label", "categorical")])
+
+
+def test_check_catches_a_column_that_drifted_from_the_store() -> None:
+    store = ProjectStore("e/p")
+    store.update(row(ms, float(ms)) for ms in range(5))
+    readings(store)
+    column = store.metric_index._columns[(SCORE.keys, "numeric")]
+    column[2] = 9.0
+    with pytest.raises(AssertionError, match="differs from the store"):
+        store.check_invariants()
+    column[2] = 2.0
+    store.check_invariants()
+    column.append(5.0)
+    with pytest.raises(AssertionError, match="longer than the store"):
+        store.check_invariants()
+
+
+# --- interleaved writes and queries agree with the naive model ---------------------
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("create"), offsets_ms, create_requests(PROJECT)),
+        st.tuples(st.just("query"), stats_requests()),
+    ),
+    max_size=25,
+)
+
+
+@given(steps)
+def test_queries_between_writes_agree_with_a_full_scan(plan: list[tuple[Any, ...]]) -> None:
+    clock = ManualClock(BASE)
+    engine = Engine(clock=clock)
+    for step in plan:
+        if step[0] == "create":
+            clock.set(BASE + timedelta(milliseconds=step[1]))  # often back in time
+            engine.feedback_create(step[2])
+        else:
+            got = engine.feedback_stats(step[1])
+            expected = naive_stats(engine, step[1])
+            assert json.dumps(got.buckets) == json.dumps(expected["buckets"])
+            assert json.dumps(got.window_stats) == json.dumps(expected["window_stats"])
+    engine.check_invariants()
