@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 
 import pytest
 
+from refengine import rows
 from refengine.frozenmap import FrozenMap
-from refengine.rows import STORED_COLUMNS, datetime_to_us, make_row, stored_columns, us_to_datetime
+from refengine.rows import (
+    STORED_COLUMNS,
+    datetime_to_us,
+    make_row,
+    payload_text,
+    stored_columns,
+    us_to_datetime,
+)
 
 
 def row(**fields: object):  # type: ignore[no-untyped-def]
@@ -72,6 +81,19 @@ def test_the_payload_is_stored_as_its_json_dumps_text() -> None:
 def test_a_payload_json_cannot_hold_is_refused(payload: dict[str, object], error: type) -> None:
     with pytest.raises(error):
         row(payload=payload)
+
+
+def test_payload_errors_are_the_standard_encoders(monkeypatch: pytest.MonkeyPatch) -> None:
+    looped: dict[str, object] = {"a": 1}
+    looped["self"] = [looped]
+    for payload in ({"x": [float("nan")]}, {"x": {1j}}, looped):
+        with pytest.raises((ValueError, TypeError)) as expected:
+            json.dumps(payload, allow_nan=False)
+        with pytest.raises(type(expected.value), match=re.escape(str(expected.value))):
+            payload_text(payload)
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)  # no C accelerator
+    pure = rows._payload_encoder()
+    assert pure({"b": [1.5, None], "é": True}) == json.dumps({"b": [1.5, None], "é": True})
 
 
 def test_scorer_maps_are_compact_and_share_their_keys() -> None:

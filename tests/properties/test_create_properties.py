@@ -62,6 +62,7 @@ def test_stored_payload_is_its_json_text_parsed_back(payload: dict[str, Any]) ->
         return
     engine.feedback_create(request)
     (row,) = engine.rows(PROJECT)
+    assert row.payload_dump == text  # exactly what json.dumps writes
     assert _same(row.payload, json.loads(text))
 
 
