@@ -8,6 +8,7 @@ queries over them have plenty of collisions to get wrong.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
 from typing import Any
@@ -409,3 +410,31 @@ def scorer_row(
         scorer_tags=tags,
         scorer_ratings=ratings or {},
     )
+
+
+# --- interleaved creates and queries (the query indexes stay current) ---------------
+
+
+def interleaved_steps(queries: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[Any]:
+    """Plans of up to 25 steps: ``("create", offset_ms, request)`` or ``("query", req)``."""
+    return st.lists(
+        st.one_of(
+            st.tuples(st.just("create"), offsets_ms, create_requests(PROJECT)),
+            st.tuples(st.just("query"), queries),
+        ),
+        max_size=25,
+    )
+
+
+def replay(plan: list[tuple[Any, ...]], check: Callable[[Engine, dict[str, Any]], None]) -> None:
+    """Run ``plan`` on a fresh engine: each create at its own instant (the clock often
+    goes back), ``check(engine, req)`` at each query; then the engine's invariants."""
+    clock = ManualClock(BASE)
+    engine = Engine(clock=clock)
+    for step in plan:
+        if step[0] == "create":
+            clock.set(BASE + timedelta(milliseconds=step[1]))
+            engine.feedback_create(step[2])
+        else:
+            check(engine, step[1])
+    engine.check_invariants()

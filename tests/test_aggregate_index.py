@@ -4,19 +4,17 @@ faithful copy of the store through appends, out-of-order inserts and evictions."
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from naive_aggregate import naive_aggregate
-from refengine import Engine, ManualClock
+from refengine import Engine
 from refengine.aggregate_index import MAX_PARTITIONINGS
 from refengine.rows import FeedbackRow
 from refengine.store import ProjectStore
-from strategies import BASE, PROJECT, aggregate_requests, create_requests, offsets_ms
+from strategies import PROJECT, aggregate_requests, interleaved_steps, replay
 from strategies import scorer_row as stored_scorer_row
 
 DIMS = ("scorer_id",)
@@ -79,24 +77,12 @@ def test_check_catches_an_index_that_drifted_from_the_store() -> None:
 
 # --- interleaved writes and queries agree with the naive model ---------------------
 
-steps = st.lists(
-    st.one_of(
-        st.tuples(st.just("create"), offsets_ms, create_requests(PROJECT)),
-        st.tuples(st.just("query"), aggregate_requests(PROJECT)),
-    ),
-    max_size=25,
-)
+
+def agrees_with_naive_aggregate(engine: Engine, req: dict[str, Any]) -> None:
+    got = engine.feedback_aggregate(req).model_dump()
+    assert json.dumps(got) == json.dumps(naive_aggregate(engine, req))
 
 
-@given(steps)
+@given(interleaved_steps(aggregate_requests(PROJECT)))
 def test_queries_between_writes_agree_with_a_full_scan(plan: list[tuple[Any, ...]]) -> None:
-    clock = ManualClock(BASE)
-    engine = Engine(clock=clock)
-    for step in plan:
-        if step[0] == "create":
-            clock.set(BASE + timedelta(milliseconds=step[1]))  # often back in time
-            engine.feedback_create(step[2])
-        else:
-            got = engine.feedback_aggregate(step[1]).model_dump()
-            assert json.dumps(got) == json.dumps(naive_aggregate(engine, step[1]))
-    engine.check_invariants()
+    replay(plan, agrees_with_naive_aggregate)

@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from naive_stats import naive_stats
-from refengine import Engine, ManualClock
+from refengine import Engine
 from refengine.metric_index import MAX_METRIC_COLUMNS, PARSE_CHUNK
 from refengine.paths import compile_path
 from refengine.rows import FeedbackRow
 from refengine.store import ProjectStore
-from strategies import BASE, PROJECT, create_requests, offsets_ms, scorer_row, stats_requests
+from strategies import interleaved_steps, replay, scorer_row, stats_requests
 
 SCORE = compile_path("output.score", "numeric")
 PASSED = compile_path("output.passed", "boolean")
@@ -114,26 +112,14 @@ def test_check_catches_a_column_that_drifted_from_the_store() -> None:
 
 # --- interleaved writes and queries agree with the naive model ---------------------
 
-steps = st.lists(
-    st.one_of(
-        st.tuples(st.just("create"), offsets_ms, create_requests(PROJECT)),
-        st.tuples(st.just("query"), stats_requests()),
-    ),
-    max_size=25,
-)
+
+def agrees_with_naive_stats(engine: Engine, req: dict[str, Any]) -> None:
+    got = engine.feedback_stats(req)
+    expected = naive_stats(engine, req)
+    assert json.dumps(got.buckets) == json.dumps(expected["buckets"])
+    assert json.dumps(got.window_stats) == json.dumps(expected["window_stats"])
 
 
-@given(steps)
+@given(interleaved_steps(stats_requests()))
 def test_queries_between_writes_agree_with_a_full_scan(plan: list[tuple[Any, ...]]) -> None:
-    clock = ManualClock(BASE)
-    engine = Engine(clock=clock)
-    for step in plan:
-        if step[0] == "create":
-            clock.set(BASE + timedelta(milliseconds=step[1]))  # often back in time
-            engine.feedback_create(step[2])
-        else:
-            got = engine.feedback_stats(step[1])
-            expected = naive_stats(engine, step[1])
-            assert json.dumps(got.buckets) == json.dumps(expected["buckets"])
-            assert json.dumps(got.window_stats) == json.dumps(expected["window_stats"])
-    engine.check_invariants()
+    replay(plan, agrees_with_naive_stats)
