@@ -34,6 +34,7 @@ from typing import Any
 
 from sortedcontainers import SortedKeyList
 
+from . import lru
 from .columns import PROFILE_FIELDS, Codebook, Columns, Signature, new_signatures
 
 MAX_PARTITIONINGS = 4
@@ -97,7 +98,7 @@ class AggregateIndex:
         self.profiles: Codebook[tuple[str, ...]] = Codebook()
         self.signatures: Codebook[Signature] = new_signatures()
         self.master = Columns()
-        self._partitionings: dict[tuple[str, ...], Partitioning] = {}
+        self._partitionings: dict[tuple[str, ...], Partitioning] = {}  # see refengine.lru
         self._stale_from: int | None = None
 
     def invalidate_from(self, from_ms: int) -> None:
@@ -125,12 +126,9 @@ class AggregateIndex:
         self.sync(rows)
         if not dims:
             return {(): self.master}
-        partitioning = self._partitionings.pop(dims, None)
-        if partitioning is None:
-            partitioning = Partitioning(dims)
-            while len(self._partitionings) >= MAX_PARTITIONINGS:
-                del self._partitionings[next(iter(self._partitionings))]
-        self._partitionings[dims] = partitioning  # most recently used last
+        partitioning = lru.use(
+            self._partitionings, dims, lambda: Partitioning(dims), MAX_PARTITIONINGS
+        )
         partitioning.catch_up(self.master, self.profiles)
         return partitioning.parts
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from sortedcontainers import SortedKeyList
 
+from . import lru
 from .paths import PathReader, ValueType, compile_path
 
 MAX_METRIC_COLUMNS = 8
@@ -50,6 +51,10 @@ _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _first = itemgetter(0)
 
 
+def _new_column() -> array[float]:
+    return array("d")
+
+
 def _parse_all(texts: Iterable[str]) -> list[dict[str, Any]]:
     # A stored text is exactly json.dumps output (no surrounding space), so the
     # decoder's scanner alone reads it: half the cost of json.loads per text.
@@ -65,7 +70,7 @@ class MetricIndex:
     __slots__ = ("_columns", "_stale_from")
 
     def __init__(self) -> None:
-        self._columns: dict[MetricKey, array[float]] = {}  # least recently used first
+        self._columns: dict[MetricKey, array[float]] = {}  # see refengine.lru
         self._stale_from: int | None = None
 
     def invalidate_from(self, from_ms: int) -> None:
@@ -82,31 +87,28 @@ class MetricIndex:
         index's own: copy what you keep.
         """
         self._drop_stale(rows)
-        wanted: list[tuple[MetricKey, ColumnReader]] = []
+        # The columns are held here, not looked up again: a query with more metrics
+        # than are kept evicts some of its own columns from the cache as it goes.
+        wanted: list[tuple[array[float], ColumnReader]] = []
         for reader in readers:
             if reader.column is None:
                 raise ValueError(f"a {reader.value_type} metric has no column")
             key = (reader.keys, reader.value_type)
-            column = self._columns.pop(key, None)
-            if column is None:
-                column = array("d")
-                while len(self._columns) >= MAX_METRIC_COLUMNS:
-                    del self._columns[next(iter(self._columns))]
-            self._columns[key] = column  # most recently used last
-            wanted.append((key, reader.column))
+            wanted.append(
+                (lru.use(self._columns, key, _new_column, MAX_METRIC_COLUMNS), reader.column)
+            )
         n = len(rows)
-        lo = min((len(self._columns[key]) for key, _ in wanted), default=n)
+        lo = min((len(column) for column, _ in wanted), default=n)
         # In small chunks, so parsed payloads die before a young collection sees
         # them: kept longer, they are promoted and collected over and over (three
         # times slower at 4,096 rows a chunk than at 64).
         for start in range(lo, n, PARSE_CHUNK):
             stop = min(start + PARSE_CHUNK, n)
             payloads = _parse_all(map(_payload_dump, rows.islice(start, stop)))
-            for key, read in wanted:
-                column = self._columns[key]
+            for column, read in wanted:
                 if len(column) < stop:
                     column.extend(read(payloads[len(column) - start :]))
-        return [self._columns[key] for key, _ in wanted]
+        return [column for column, _ in wanted]
 
     def _drop_stale(self, rows: SortedKeyList) -> None:
         if self._stale_from is None:

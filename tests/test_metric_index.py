@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 
 from naive_stats import naive_stats
-from refengine import Engine
+from refengine import Engine, ManualClock
 from refengine.metric_index import MAX_METRIC_COLUMNS, PARSE_CHUNK
 from refengine.paths import compile_path
 from refengine.rows import FeedbackRow
@@ -87,6 +87,31 @@ def test_the_least_recently_used_column_is_dropped_and_rebuilt() -> None:
     store.add(row(5, 5.0))
     assert readings(store)[0] == [0.0, 1.0, 2.0, 5.0]  # rebuilt, complete
     store.check_invariants()
+
+
+def test_a_query_with_more_metrics_than_are_kept_reads_them_all() -> None:
+    clock = ManualClock("2024-03-10T10:00:00Z")
+    engine = Engine(clock=clock)
+    n = MAX_METRIC_COLUMNS + 4
+    for value in (1, 2):
+        engine.feedback_create(
+            {
+                "project_id": "e/p",
+                "weave_ref": "r",
+                "feedback_type": "t",
+                "payload": {f"m{i}": value * i for i in range(n)},
+            }
+        )
+    req = {
+        "project_id": "e/p",
+        "start": "2024-03-10T09:00:00Z",
+        "end": "2024-03-10T11:00:00Z",
+        "metrics": [{"json_path": f"m{i}", "aggregations": ["sum"]} for i in range(n)],
+    }
+    got = engine.feedback_stats(req)
+    assert got.window_stats == {f"m{i}": {"sum": 3.0 * i} for i in range(n)}
+    assert json.dumps(got.buckets) == json.dumps(naive_stats(engine, req)["buckets"])
+    engine.check_invariants()
 
 
 def test_a_categorical_metric_has_no_column() -> None:
