@@ -127,9 +127,7 @@ class Engine:
         request = coerce_request(FeedbackAggregateReq, req)
         dims = aggregate.partition_dims(request)
         with self._lock:
-            store = self._projects.get(request.project_id)
-            if store is None:
-                store = ProjectStore(request.project_id)  # empty, and not kept
+            store = self._store_to_read(request.project_id)
             views = store.aggregate_views(dims, request.after_ms, request.before_ms)
             index = store.aggregate_index
         return aggregate.feedback_aggregate(request, views, index.profiles, index.signatures)
@@ -171,17 +169,18 @@ class Engine:
         ``O(log n + k)``; the list is the caller's to keep.
         """
         with self._lock:
-            store = self._projects.get(project_id)
-            return [] if store is None else store.window(after_ms, before_ms)
+            return self._store_to_read(project_id).window(after_ms, before_ms)
 
     def _stats_window(
         self, project_id: str, after_ms: int, before_ms: int, readers: Sequence[PathReader]
     ) -> tuple[list[FeedbackRow], list[array[float]]]:
         with self._lock:
-            store = self._projects.get(project_id)
-            if store is None:
-                return [], [array("d") for _ in readers]
-            return store.stats_window(after_ms, before_ms, readers)
+            return self._store_to_read(project_id).stats_window(after_ms, before_ms, readers)
+
+    def _store_to_read(self, project_id: str) -> ProjectStore:
+        store = self._projects.get(project_id)
+        # A project without rows reads as an empty store, which is not kept.
+        return ProjectStore(project_id) if store is None else store
 
     def rows(self, project_id: str) -> list[FeedbackRow]:
         """All rows of a project in store order: ``created_at``, then insertion."""

@@ -72,15 +72,18 @@ class FrozenMap(Mapping[str, V]):
             return self._values == other._values  # shared keys: the same order
         if not isinstance(other, Mapping):
             return NotImplemented
-        return dict(zip(self._keys, self._values, strict=True)) == dict(other.items())
+        return self._as_dict() == dict(other.items())
 
     __hash__ = None  # type: ignore[assignment]  # equal to dicts, which are unhashable
 
     def __repr__(self) -> str:
-        return f"FrozenMap({dict(zip(self._keys, self._values, strict=True))!r})"
+        return f"FrozenMap({self._as_dict()!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (FrozenMap, (dict(zip(self._keys, self._values, strict=True)),))
+        return (FrozenMap, (self._as_dict(),))
+
+    def _as_dict(self) -> dict[str, V]:
+        return dict(zip(self._keys, self._values, strict=True))
 
 
 @lru_cache(maxsize=4096)

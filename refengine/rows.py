@@ -86,9 +86,6 @@ STORED_COLUMNS: tuple[str, ...] = tuple(
 """The columns a row stores (and a dump writes), ``payload`` read as an object; the
 rest are derived."""
 
-_EMPTY_MAP: Mapping[str, Any] = EMPTY
-# Shared by every row whose map is empty.
-
 
 _intern = sys.intern
 # Refs, names and ids repeat across millions of rows; one copy each saves memory.
@@ -111,11 +108,11 @@ def make_row(
     trigger_ref: str | None = None,
     queue_id: str | None = None,
     scorer_tags: tuple[str, ...] | list[str] = (),
-    scorer_tag_reasons: Mapping[str, str] = _EMPTY_MAP,
-    scorer_tag_confidences: Mapping[str, float] = _EMPTY_MAP,
-    scorer_ratings: Mapping[str, float] = _EMPTY_MAP,
-    scorer_rating_reasons: Mapping[str, str] = _EMPTY_MAP,
-    scorer_rating_confidences: Mapping[str, float] = _EMPTY_MAP,
+    scorer_tag_reasons: Mapping[str, str] = EMPTY,
+    scorer_tag_confidences: Mapping[str, float] = EMPTY,
+    scorer_ratings: Mapping[str, float] = EMPTY,
+    scorer_rating_reasons: Mapping[str, str] = EMPTY,
+    scorer_rating_confidences: Mapping[str, float] = EMPTY,
     span_agent_name: str = "",
     span_agent_version: str = "",
     span_status_code: str = "UNSET",
@@ -190,7 +187,7 @@ def build_row(  # noqa: PLR0917 - positional on purpose: the create hot path
     order and the payload already serialised — the create hot path's form (binding
     25 keywords costs more than the rest of the row)."""
     tags = shared_keys(tuple(scorer_tags)) if scorer_tags else ()
-    ratings = FrozenMap(scorer_ratings) if scorer_ratings else _EMPTY_MAP
+    ratings = FrozenMap(scorer_ratings) if scorer_ratings else EMPTY
     # Rows stamped in the same millisecond (a burst, a batch, a fixed test clock)
     # share their timestamp ints: 32 bytes each otherwise.
     stamp = _last_stamp[0]
@@ -220,11 +217,11 @@ def build_row(  # noqa: PLR0917 - positional on purpose: the create hot path
             trigger_ref and _intern(trigger_ref),
             queue_id and _intern(queue_id),
             tags,
-            FrozenMap(scorer_tag_reasons) if scorer_tag_reasons else _EMPTY_MAP,
-            FrozenMap(scorer_tag_confidences) if scorer_tag_confidences else _EMPTY_MAP,
+            FrozenMap(scorer_tag_reasons) if scorer_tag_reasons else EMPTY,
+            FrozenMap(scorer_tag_confidences) if scorer_tag_confidences else EMPTY,
             ratings,
-            FrozenMap(scorer_rating_reasons) if scorer_rating_reasons else _EMPTY_MAP,
-            FrozenMap(scorer_rating_confidences) if scorer_rating_confidences else _EMPTY_MAP,
+            FrozenMap(scorer_rating_reasons) if scorer_rating_reasons else EMPTY,
+            FrozenMap(scorer_rating_confidences) if scorer_rating_confidences else EMPTY,
             _intern(span_agent_name),
             _intern(span_agent_version),
             _intern(span_status_code),
