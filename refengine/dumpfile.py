@@ -11,7 +11,8 @@ Rows are written project by project, each in store order; loading appends them i
 file order, which keeps the order of rows that share a millisecond.
 
 Loading is strict: a line that is not JSON, misses a column, has an unknown
-column, or has a value of the wrong type fails with the line number and the reason.
+column, has a value of the wrong type, or has a payload no created row could hold
+(NaN or Infinity in it) fails with the line number and the reason.
 """
 
 from __future__ import annotations
