@@ -159,7 +159,7 @@ def span_type(weave_ref: str) -> str:
     >>> span_type("plain")
     ''
     """
-    head, slash, _ = weave_ref.rpartition("/")
-    if not slash:
+    end = weave_ref.rfind("/")
+    if end < 0:
         return ""
-    return head.rpartition("/")[2]
+    return weave_ref[weave_ref.rfind("/", 0, end) + 1 : end]  # rfind gives -1: from 0

@@ -6,6 +6,8 @@ Every rejected request is also checked to have written nothing.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -74,6 +76,26 @@ def test_default_ids_are_uuid7() -> None:
     ident = engine.feedback_create(req()).id
     assert len(ident) == 36 and ident[14] == "7" and ident[19] in "89ab"
     assert uuid7() != uuid7()
+
+
+def test_uuid7_layout() -> None:
+    before_ms = time.time_ns() // 1_000_000
+    idents = [uuid7() for _ in range(2000)]
+    after_ms = time.time_ns() // 1_000_000
+    assert len(set(idents)) == len(idents)
+    for ident in idents:
+        parsed = uuid.UUID(ident)
+        assert str(parsed) == ident  # canonical: lower-case hex, 8-4-4-4-12
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+        assert before_ms <= parsed.int >> 80 <= after_ms  # the 48-bit ms timestamp
+    # The 74 random bits vary: each one is set in some id and clear in another.
+    random_bits = [
+        (u.int >> 64 & 0xFFF) << 62 | u.int & (1 << 62) - 1 for u in map(uuid.UUID, idents)
+    ]
+    union = intersection = random_bits[0]
+    for bits in random_bits:
+        union, intersection = union | bits, intersection & bits
+    assert (union, intersection) == ((1 << 74) - 1, 0)
 
 
 def test_request_user_id_is_used_in_process(engine: Engine) -> None:
