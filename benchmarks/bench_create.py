@@ -7,7 +7,11 @@
 
 each run on a fresh engine, ``--repeat`` times; the best and the median run are
 printed (timeit's practice: the best run is the code's own cost, slower runs add
-what else the machine was doing — on a shared VM that is a lot). The benchmark's
+what else the machine was doing — on a shared VM that is a lot), by wall time and
+by the process's CPU time. On Linux the share of the machine's time the hypervisor
+took for other guests during the runs (``steal`` in ``/proc/stat``) is printed
+too: a rate measured while much was stolen says more about the host than the
+code. The benchmark's
 own request dicts are moved out of the garbage collector's sight first
 (``gc.freeze``): a server drops each request once answered, so the collector would
 never walk 100,000 of them there.
@@ -48,29 +52,52 @@ def typical_scorer_requests(n: int) -> list[dict[str, Any]]:
     return out
 
 
-def bench_single(requests: list[dict[str, Any]]) -> float:
+def bench_single(requests: list[dict[str, Any]]) -> tuple[float, float]:
+    """(wall, CPU) seconds for creating every request, one at a time."""
     engine = Engine(clock=ManualClock(START))
-    t0 = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for req in requests:
         engine.feedback_create(req)
-    return len(requests) / (time.perf_counter() - t0)
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def bench_batch(batches: list[dict[str, Any]]) -> float:
+def bench_batch(batches: list[dict[str, Any]]) -> tuple[float, float]:
+    """(wall, CPU) seconds for creating every batch."""
     engine = Engine(clock=ManualClock(START))
-    t0 = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for batch in batches:
         engine.feedback_create_batch(batch)
-    return sum(len(batch["batch"]) for batch in batches) / (time.perf_counter() - t0)
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def runs(repeat: int, fn: Callable[[], float]) -> str:
-    """``fn`` run ``repeat`` times, each after a full collection: best and median."""
-    rates = []
+def cpu_jiffies() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs since boot, from /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7], sum(fields)) if len(fields) == 8 else None
+
+
+def runs(repeat: int, rows: int, fn: Callable[[], tuple[float, float]]) -> str:
+    """``fn`` run ``repeat`` times, each after a full collection: best and median
+    creates/s by wall time and by CPU time, and the share of time stolen."""
+    walls, cpus = [], []
+    before = cpu_jiffies()
     for _ in range(repeat):
         gc.collect()
-        rates.append(fn())
-    return f"best {max(rates):>8,.0f}  median {statistics.median(rates):>8,.0f} creates/s"
+        wall, cpu = fn()
+        walls.append(rows / wall)
+        cpus.append(rows / cpu)
+    after = cpu_jiffies()
+    stolen = "n/a"
+    if before is not None and after is not None and after[1] > before[1]:
+        stolen = f"{(after[0] - before[0]) / (after[1] - before[1]):.0%}"
+    return (
+        f"best {max(walls):>8,.0f}  median {statistics.median(walls):>8,.0f} creates/s"
+        f"  (by CPU time: best {max(cpus):>8,.0f}; {stolen} stolen)"
+    )
 
 
 def bytes_per_row(requests: list[dict[str, Any]]) -> float:
@@ -102,8 +129,10 @@ def main() -> None:
     print(f"rows per run: {len(requests)}, runs: {args.repeat}")
     gc.collect()
     gc.freeze()
-    print(f"single create : {runs(args.repeat, lambda: bench_single(requests))}")
-    print(f"batch create  : {runs(args.repeat, lambda: bench_batch(batches))} (batches of 500)")
+    rows = len(requests)
+    print(f"single create : {runs(args.repeat, rows, lambda: bench_single(requests))}")
+    print(f"batch create  : {runs(args.repeat, rows, lambda: bench_batch(batches))}")
+    print("                (batches of 500; stolen: the machine's time taken by the hypervisor)")
     gc.unfreeze()
     mem_requests = requests[: min(len(requests), 20_000)]
     print(f"memory        : {bytes_per_row(mem_requests):>10,.0f} bytes per stored row")
