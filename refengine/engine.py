@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from array import array
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -80,6 +81,9 @@ class Engine:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.user_id = user_id
         self._new_id: IdFactory = id_factory if id_factory is not None else uuid7
+        # Ids a rejected batch drew for its earlier items, given out again first: a
+        # failed batch leaves even a deterministic id_factory's sequence as it was.
+        self._unused_ids: deque[str] = deque()
         self._projects: dict[str, ProjectStore] = {}
         self._lock = threading.RLock()
 
@@ -88,14 +92,15 @@ class Engine:
     def feedback_create(self, req: FeedbackCreateReq | Mapping[str, Any]) -> FeedbackCreateRes:
         """Validate and store one feedback row; see spec/SEMANTICS.md, "Create"."""
         request = coerce_request(FeedbackCreateReq, req)
-        prepared = self._prepare(request)
+        prepared = self._prepare(request, self._next_id)
         self._store([prepared.row])
         return prepared.response
 
     def feedback_create_batch(
         self, req: FeedbackCreateBatchReq | Mapping[str, Any]
     ) -> FeedbackCreateBatchRes:
-        """Validate every item, then store all of them; any failure stores none."""
+        """Validate every item, then store all of them; any failure stores none (and
+        the ids drawn for the items before it are given to the next rows created)."""
         request = coerce_request(FeedbackCreateBatchReq, req)
         items: Iterable[FeedbackCreateReq] = request.batch
         if request is not req:
@@ -104,19 +109,37 @@ class Engine:
             # collections and reach the oldest generation, whose growth triggers full
             # collections over every stored row.
             items = _drain(request.batch)
+        drawn: list[str] = []
+
+        def new_id() -> str:
+            ident = self._next_id()
+            drawn.append(ident)
+            return ident
+
         rows: list[FeedbackRow] = []
         responses: list[FeedbackCreateRes] = []
-        for item in items:
-            row, response = self._prepare(item)
-            rows.append(row)
-            responses.append(response)
+        try:
+            for item in items:
+                row, response = self._prepare(item, new_id)
+                rows.append(row)
+                responses.append(response)
+        except BaseException:
+            self._unused_ids.extendleft(reversed(drawn))
+            raise
         self._store(rows)
         return FeedbackCreateBatchRes(res=responses)
 
-    def _prepare(self, request: FeedbackCreateReq) -> PreparedCreate:
-        return prepare_row(
-            request, now=self.clock(), default_user_id=self.user_id, new_id=self._new_id
-        )
+    def _prepare(self, request: FeedbackCreateReq, new_id: IdFactory) -> PreparedCreate:
+        return prepare_row(request, now=self.clock(), default_user_id=self.user_id, new_id=new_id)
+
+    def _next_id(self) -> str:
+        """An id returned by a rejected batch, else a new one from the id factory."""
+        if self._unused_ids:
+            try:
+                return self._unused_ids.popleft()
+            except IndexError:  # another thread took the last one
+                pass
+        return self._new_id()
 
     # --- queries ---------------------------------------------------------------------
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import threading
 
 import pytest
 from pydantic import ValidationError
 
-from refengine import Engine, ManualClock
+from refengine import Engine, InvalidRequest, ManualClock
 from refengine.models import FeedbackCreateBatchReq, FeedbackCreateReq
 
 
@@ -89,6 +91,56 @@ def test_concurrent_creates_lose_nothing() -> None:
     expected = 8 * (per_thread + (per_thread // 50) * 2)
     assert len(ids) == expected == len(set(ids))
     engine.check_invariants()
+
+
+def numbered_engine() -> Engine:
+    numbers = itertools.count()  # next() on a count is atomic: safe across threads
+    return Engine(
+        clock=ManualClock("2024-01-01T00:00:00Z"), id_factory=lambda: f"id-{next(numbers)}"
+    )
+
+
+def test_rejected_batch_gives_its_ids_back_in_order() -> None:
+    engine = numbered_engine()
+    bad = simple(span_status_code="BAD")
+    for batch in ([simple(), simple(), bad], [simple(), bad], [bad]):
+        with pytest.raises(InvalidRequest):
+            engine.feedback_create_batch({"batch": batch})
+    assert len(engine) == 0
+    assert engine.feedback_create(simple()).id == "id-0"
+    res = engine.feedback_create_batch({"batch": [simple(id="mine"), simple(), simple()]})
+    assert [r.id for r in res.res] == ["mine", "id-1", "id-2"]
+    assert engine.feedback_create(simple()).id == "id-3"
+    assert [r.id for r in engine.rows("e/p")] == ["id-0", "mine", "id-1", "id-2", "id-3"]
+
+
+def test_concurrent_rejected_batches_lose_and_repeat_no_id() -> None:
+    engine = numbered_engine()
+    bad = simple(span_status_code="BAD")
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(60):
+                batch = [simple() for _ in range(i % 4)]
+                with contextlib.suppress(InvalidRequest):
+                    engine.feedback_create_batch({"batch": [*batch, bad] if i % 3 else batch})
+                engine.feedback_create(simple())
+        except BaseException as exc:  # pragma: no cover - surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    # Each thread's last rejected batch may leave up to three ids to give back; 20
+    # more rows take them all. Then every id drawn is stored, each once: 0..n-1.
+    engine.feedback_create_batch({"batch": [simple() for _ in range(20)]})
+    ids = sorted(int(r.id[3:]) for r in engine.rows("e/p"))
+    assert ids == list(range(len(ids)))
+    assert len(ids) == 6 * 60 + sum(i % 4 for i in range(60) if i % 3 == 0) * 6 + 20
 
 
 def test_aggregates_during_concurrent_creates_see_whole_writes() -> None:
