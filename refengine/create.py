@@ -84,15 +84,27 @@ class PreparedCreate(NamedTuple):
 
 
 IdFactory = Callable[[], str]
+"""A caller's source of row ids (``Engine(id_factory=...)``)."""
+
+RowIdSource = Callable[[int], str]
+"""What :func:`prepare_row` draws an id from: given the row's ``created_at_ms``."""
 
 
-def uuid7() -> str:
-    """A new UUIDv7 string: 48-bit Unix ms timestamp, version 7, 74 random bits."""
-    value = (time.time_ns() // 1_000_000 << 80 | random.getrandbits(80)) & _UUID7_KEEP
+def uuid7(ms: int | None = None) -> str:
+    """A new UUIDv7 string: 48-bit Unix ms timestamp, version 7, 74 random bits.
+
+    The timestamp is ``ms`` (clamped to the 48 bits, 1970 to 10889), or now.
+    """
+    if ms is None:
+        ms = time.time_ns() // 1_000_000
+    elif not 0 <= ms <= _UUID7_MAX_MS:
+        ms = min(max(ms, 0), _UUID7_MAX_MS)
+    value = (ms << 80 | random.getrandbits(80)) & _UUID7_KEEP
     h = (value | _UUID7_SET).to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+_UUID7_MAX_MS = (1 << 48) - 1
 _UUID7_SET = 0x7 << 76 | 0x2 << 62  # version 7; the RFC 4122 variant (binary 10)
 _UUID7_KEEP = (1 << 128) - 1 & ~(0xF << 76) & ~(0x3 << 62)  # every other bit
 
@@ -102,7 +114,7 @@ def prepare_row(
     *,
     now: datetime,
     default_user_id: str | None,
-    new_id: IdFactory = uuid7,
+    new_id: RowIdSource = uuid7,
 ) -> PreparedCreate:
     """Validate ``req`` and build its row, stamped ``now``. Raises InvalidRequest.
 
@@ -153,14 +165,15 @@ def prepare_row(
     # 9. the status enum (production fails the insert), then the row
     if req.span_status_code not in STATUS_CODES:
         raise InvalidRequest(format_message(errors.BAD_STATUS_CODE, value=req.span_status_code))
-    row_id = req.id or new_id()
+    created_at_us = datetime_to_us(now)
+    row_id = req.id or new_id(created_at_us // 1000)
     row = build_row(
         row_id,
         req.project_id,
         req.weave_ref,
         user_id,
         req.creator,
-        datetime_to_us(now),
+        created_at_us,
         ftype,
         payload_dump,
         req.annotation_ref,

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from . import aggregate, dumpfile, stats
 from .clock import Clock, SystemClock
-from .create import IdFactory, PreparedCreate, prepare_row, uuid7
+from .create import IdFactory, PreparedCreate, RowIdSource, prepare_row, uuid7
 from .models import (
     FeedbackAggregateReq,
     FeedbackAggregateRes,
@@ -61,6 +61,11 @@ def _drain(items: list[T]) -> Iterator[T]:
 class Engine:
     """An in-memory trace server for the feedback endpoints.
 
+    ``clock`` stamps each row's ``created_at`` (default: the system clock);
+    ``user_id`` is the ``wb_user_id`` of requests without one; ``id_factory`` gives
+    the ids of rows created without one (default: a UUIDv7 stamped with the row's
+    ``created_at``).
+
     >>> from refengine import Engine, ManualClock
     >>> engine = Engine(clock=ManualClock("2024-05-01T12:00:00Z"))
     >>> res = engine.feedback_create({
@@ -80,7 +85,8 @@ class Engine:
     ) -> None:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.user_id = user_id
-        self._new_id: IdFactory = id_factory if id_factory is not None else uuid7
+        # None: each row gets a UUIDv7 stamped with its own created_at (engine clock).
+        self._id_factory = id_factory
         # Ids a rejected batch drew for its earlier items, given out again first: a
         # failed batch leaves even a deterministic id_factory's sequence as it was.
         self._unused_ids: deque[str] = deque()
@@ -111,8 +117,8 @@ class Engine:
             items = _drain(request.batch)
         drawn: list[str] = []
 
-        def new_id() -> str:
-            ident = self._next_id()
+        def new_id(created_at_ms: int) -> str:
+            ident = self._next_id(created_at_ms)
             drawn.append(ident)
             return ident
 
@@ -129,17 +135,19 @@ class Engine:
         self._store(rows)
         return FeedbackCreateBatchRes(res=responses)
 
-    def _prepare(self, request: FeedbackCreateReq, new_id: IdFactory) -> PreparedCreate:
+    def _prepare(self, request: FeedbackCreateReq, new_id: RowIdSource) -> PreparedCreate:
         return prepare_row(request, now=self.clock(), default_user_id=self.user_id, new_id=new_id)
 
-    def _next_id(self) -> str:
-        """An id returned by a rejected batch, else a new one from the id factory."""
+    def _next_id(self, created_at_ms: int) -> str:
+        """An id a rejected batch gave back, else a new one: from the id factory, or
+        a UUIDv7 whose timestamp is the row's ``created_at_ms``."""
         if self._unused_ids:
             try:
                 return self._unused_ids.popleft()
             except IndexError:  # another thread took the last one
                 pass
-        return self._new_id()
+        factory = self._id_factory
+        return uuid7(created_at_ms) if factory is None else factory()
 
     # --- queries ---------------------------------------------------------------------
 

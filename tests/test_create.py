@@ -78,6 +78,30 @@ def test_default_ids_are_uuid7() -> None:
     assert uuid7() != uuid7()
 
 
+@pytest.mark.parametrize(
+    ("moment", "stamp_ms"),
+    [
+        ("2024-05-01T12:00:00.123456Z", 1714564800123),
+        ("1969-12-31T23:59:59.999Z", 0),  # before the epoch: clamped, never an error
+        ("9999-12-31T23:59:59.999999Z", 253402300799999),
+    ],
+)
+def test_default_ids_carry_the_rows_created_at(moment: str, stamp_ms: int) -> None:
+    engine = Engine(clock=ManualClock(moment))
+    single = engine.feedback_create(req()).id
+    batch = [r.id for r in engine.feedback_create_batch({"batch": [req(), req()]}).res]
+    for ident in (single, *batch):
+        assert uuid.UUID(ident).version == 7
+        assert uuid.UUID(ident).int >> 80 == stamp_ms
+    assert len({single, *batch}) == 3
+
+
+def test_uuid7_stamps_the_given_millisecond() -> None:
+    for ms, stamp in ((0, 0), (1714564800123, 1714564800123), (-5, 0), (1 << 60, (1 << 48) - 1)):
+        parsed = uuid.UUID(uuid7(ms))
+        assert (parsed.int >> 80, parsed.version, parsed.variant) == (stamp, 7, uuid.RFC_4122)
+
+
 def test_uuid7_layout() -> None:
     before_ms = time.time_ns() // 1_000_000
     idents = [uuid7() for _ in range(2000)]
