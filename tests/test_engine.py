@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
+from collections.abc import Callable
 
 import pytest
 from pydantic import ValidationError
@@ -64,29 +65,39 @@ def test_rows_follow_clock_not_insertion() -> None:
     engine.check_invariants()
 
 
-def test_concurrent_creates_lose_nothing() -> None:
-    engine = Engine()
-    per_thread = 500
+def run_in_threads(work: Callable[[int], None], count: int) -> None:
+    """Run ``work(0)`` … ``work(count - 1)`` in threads at once; re-raise the first failure."""
     errors: list[BaseException] = []
 
-    def work(t: int) -> None:
+    def guarded(t: int) -> None:
         try:
-            for i in range(per_thread):
-                if i % 50 == 0:
-                    engine.feedback_create_batch(
-                        {"batch": [simple(id=f"{t}-{i}-b{j}") for j in range(3)]}
-                    )
-                else:
-                    engine.feedback_create(simple(id=f"{t}-{i}"))
+            work(t)
         except BaseException as exc:  # pragma: no cover - surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    threads = [threading.Thread(target=guarded, args=(t,)) for t in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:  # pragma: no cover - a failure of the code under test
+        raise errors[0]
+
+
+def test_concurrent_creates_lose_nothing() -> None:
+    engine = Engine()
+    per_thread = 500
+
+    def work(t: int) -> None:
+        for i in range(per_thread):
+            if i % 50 == 0:
+                engine.feedback_create_batch(
+                    {"batch": [simple(id=f"{t}-{i}-b{j}") for j in range(3)]}
+                )
+            else:
+                engine.feedback_create(simple(id=f"{t}-{i}"))
+
+    run_in_threads(work, 8)
     ids = [r.id for r in engine.rows("e/p")]
     expected = 8 * (per_thread + (per_thread // 50) * 2)
     assert len(ids) == expected == len(set(ids))
@@ -117,24 +128,15 @@ def test_rejected_batch_gives_its_ids_back_in_order() -> None:
 def test_concurrent_rejected_batches_lose_and_repeat_no_id() -> None:
     engine = numbered_engine()
     bad = simple(span_status_code="BAD")
-    errors: list[BaseException] = []
 
-    def work(t: int) -> None:
-        try:
-            for i in range(60):
-                batch = [simple() for _ in range(i % 4)]
-                with contextlib.suppress(InvalidRequest):
-                    engine.feedback_create_batch({"batch": [*batch, bad] if i % 3 else batch})
-                engine.feedback_create(simple())
-        except BaseException as exc:  # pragma: no cover - surfaced below
-            errors.append(exc)
+    def work(_: int) -> None:
+        for i in range(60):
+            batch = [simple() for _ in range(i % 4)]
+            with contextlib.suppress(InvalidRequest):
+                engine.feedback_create_batch({"batch": [*batch, bad] if i % 3 else batch})
+            engine.feedback_create(simple())
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    run_in_threads(work, 6)
     # Each thread's last rejected batch may leave up to three ids to give back; 20
     # more rows take them all. Then every id drawn is stored, each once: 0..n-1.
     engine.feedback_create_batch({"batch": [simple() for _ in range(20)]})
