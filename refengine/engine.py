@@ -87,8 +87,8 @@ class Engine:
         self.user_id = user_id
         # None: each row gets a UUIDv7 stamped with its own created_at (engine clock).
         self._id_factory = id_factory
-        # Ids a rejected batch drew for its earlier items, given out again first: a
-        # failed batch leaves even a deterministic id_factory's sequence as it was.
+        # Ids from id_factory that a rejected batch drew for its earlier items, given
+        # out again first: a failed batch leaves a deterministic sequence as it was.
         self._unused_ids: deque[str] = deque()
         self._projects: dict[str, ProjectStore] = {}
         self._lock = threading.RLock()
@@ -106,7 +106,7 @@ class Engine:
         self, req: FeedbackCreateBatchReq | Mapping[str, Any]
     ) -> FeedbackCreateBatchRes:
         """Validate every item, then store all of them; any failure stores none (and
-        the ids drawn for the items before it are given to the next rows created)."""
+        the ``id_factory`` ids drawn for the items before it go to the next rows)."""
         request = coerce_request(FeedbackCreateBatchReq, req)
         items: Iterable[FeedbackCreateReq] = request.batch
         if request is not req:
@@ -117,10 +117,13 @@ class Engine:
             items = _drain(request.batch)
         drawn: list[str] = []
 
-        def new_id(created_at_ms: int) -> str:
+        def drawing(created_at_ms: int) -> str:
             ident = self._next_id(created_at_ms)
             drawn.append(ident)
             return ident
+
+        # Only a caller's ids are given back: a UUIDv7 tells its own row's time.
+        new_id: RowIdSource = self._next_id if self._id_factory is None else drawing
 
         rows: list[FeedbackRow] = []
         responses: list[FeedbackCreateRes] = []
@@ -139,7 +142,7 @@ class Engine:
         return prepare_row(request, now=self.clock(), default_user_id=self.user_id, new_id=new_id)
 
     def _next_id(self, created_at_ms: int) -> str:
-        """An id a rejected batch gave back, else a new one: from the id factory, or
+        """An id a rejected batch gave back, else a new one: from ``id_factory``, or
         a UUIDv7 whose timestamp is the row's ``created_at_ms``."""
         if self._unused_ids:
             try:

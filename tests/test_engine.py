@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -123,6 +124,17 @@ def test_rejected_batch_gives_its_ids_back_in_order() -> None:
     assert [r.id for r in res.res] == ["mine", "id-1", "id-2"]
     assert engine.feedback_create(simple()).id == "id-3"
     assert [r.id for r in engine.rows("e/p")] == ["id-0", "mine", "id-1", "id-2", "id-3"]
+
+
+def test_rejected_batch_keeps_no_default_ids() -> None:
+    # Default ids tell their row's time, so none drawn by a rejected batch is reused.
+    clock = ManualClock("2024-01-01T00:00:00Z")
+    engine = Engine(clock=clock)
+    with pytest.raises(InvalidRequest):
+        engine.feedback_create_batch({"batch": [simple(), simple(span_status_code="BAD")]})
+    clock.advance(seconds=60)
+    res = engine.feedback_create(simple())
+    assert uuid.UUID(res.id).int >> 80 == engine.rows("e/p")[0].created_at_ms == 1704067260000
 
 
 def test_concurrent_rejected_batches_lose_and_repeat_no_id() -> None:
