@@ -394,6 +394,13 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "no case matches" in capsys.readouterr().err
 
 
+def test_cli_without_a_catalogue_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # An installed copy outside a checkout has no spec/cases/: never a vacuous pass.
+    args = ["conformance", "--target", "inprocess", "--cases-dir", str(tmp_path)]
+    assert cli.main([*args, "--differential-examples", "0"]) == 2
+    assert f"no case files in {tmp_path}" in capsys.readouterr().err
+
+
 def test_cli_cases_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["cases", "--check"]) == 0
     assert cli.main(["cases"]) == 0

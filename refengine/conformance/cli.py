@@ -70,6 +70,13 @@ def conformance_command(args: argparse.Namespace) -> int:
     except ConformanceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not files:
+        print(
+            f"error: no case files in {args.cases_dir} (the catalogue is spec/cases/ in a"
+            " checkout of refengine; run from one, or pass --cases-dir)",
+            file=sys.stderr,
+        )
+        return 2
     chosen = {case["id"] for _f, case in selected(files, args.cases)}
     if not chosen:
         print(f"error: no case matches {args.cases!r}", file=sys.stderr)
