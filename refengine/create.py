@@ -40,14 +40,6 @@ MAX_PAYLOAD_CHARS = 1 << 20  # 1 MiB of json.dumps output
 SCORER_TYPES_PREFIX = "wandb.runnable"
 AGENT_MONITOR = "wandb.agent_monitor"
 AGENT_USER_FEEDBACK = "wandb.agent_user_feedback"
-SCORER_FIELDS = (
-    "scorer_tags",
-    "scorer_tag_reasons",
-    "scorer_tag_confidences",
-    "scorer_ratings",
-    "scorer_rating_reasons",
-    "scorer_rating_confidences",
-)
 _SKIN_TONES = dict.fromkeys(range(127995, 128000))
 
 
@@ -135,7 +127,7 @@ def prepare_row(
     # 3. type-specific ref rules
     _check_type_refs(req)
 
-    # 4. scorer columns are reserved (the SCORER_FIELDS, spelled out: no getattr loop)
+    # 4. scorer columns are reserved (each of the six spelled out: no getattr loop)
     if (
         req.scorer_tags
         or req.scorer_tag_reasons
@@ -344,20 +336,13 @@ def _process_payload(req: FeedbackCreateReq) -> dict[str, Any]:
 
 
 def _reject_non_finite_ratings(req: FeedbackCreateReq) -> None:
-    tag_confidences = req.scorer_tag_confidences
-    ratings = req.scorer_ratings
-    rating_confidences = req.scorer_rating_confidences
-    if (
-        (not tag_confidences or all(map(math.isfinite, tag_confidences.values())))
-        and (not ratings or all(map(math.isfinite, ratings.values())))
-        and (not rating_confidences or all(map(math.isfinite, rating_confidences.values())))
-    ):
-        return  # the common case, checked at C speed
     for name, mapping in (
-        ("scorer_tag_confidences", tag_confidences),
-        ("scorer_ratings", ratings),
-        ("scorer_rating_confidences", rating_confidences),
+        ("scorer_tag_confidences", req.scorer_tag_confidences),
+        ("scorer_ratings", req.scorer_ratings),
+        ("scorer_rating_confidences", req.scorer_rating_confidences),
     ):
+        if not mapping or all(map(math.isfinite, mapping.values())):
+            continue  # the common case, checked at C speed
         for key, value in mapping.items():
             if not math.isfinite(value):
                 raise InvalidRequest(
@@ -390,12 +375,14 @@ def _find_non_finite(payload: dict[str, Any]) -> tuple[str, float] | None:
     return None
 
 
-def _payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> str:
-    """The payload as production stores it: ``json.dumps`` with default settings.
+def _checked_payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> str:
+    """Step 8's checks, then the payload text the row stores.
 
-    ``allow_nan=False`` changes nothing in the output of a finite payload but fails
-    on NaN/Infinity, so the common case needs no separate walk; only a failing
-    payload is walked to name the offending path.
+    The checks, in order: the payload serialises as JSON (no NaN, Infinity or
+    foreign type), the scorer maps are finite, and the ``json.dumps`` text fits the
+    1 MiB limit. ``O(size of the payload)``: one serialisation (refusing NaN and
+    Infinity changes nothing in a finite payload's text); only a failing payload is
+    walked, to name the offending path.
     """
     try:
         text = payload_text(payload)
@@ -409,17 +396,6 @@ def _payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> str:
     except (TypeError, RecursionError) as exc:
         raise InvalidRequest(format_message(errors.PAYLOAD_NOT_JSON, detail=exc)) from None
     _reject_non_finite_ratings(req)
-    return text
-
-
-def _checked_payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> str:
-    """Step 8's checks, then the payload text the row stores.
-
-    The checks: the payload serialises as JSON (no NaN, Infinity or foreign type),
-    the scorer maps are finite, and the ``json.dumps`` text fits the 1 MiB limit.
-    ``O(size of the payload)``: one serialisation.
-    """
-    text = _payload_text(payload, req)
     if len(text) > MAX_PAYLOAD_CHARS:
         raise InvalidRequest(errors.PAYLOAD_TOO_LARGE)
     return text

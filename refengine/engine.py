@@ -6,9 +6,8 @@ failure raises :class:`refengine.errors.InvalidRequest`. Writes are all-or-nothi
 
 Thread safety: one lock guards every write and every window snapshot (for
 aggregate, a copy of the index columns in the window; for stats, the rows and their
-metric columns); folding a snapshot happens
-outside the lock, so queries never block one another for long and
-always see a consistent set of rows.
+metric columns); folding a snapshot happens outside the lock, so queries never
+block one another for long and always see a consistent set of rows.
 """
 
 from __future__ import annotations
