@@ -181,11 +181,6 @@ class _FilterRun:
         self.signatures = signatures.values
         self.profile_memo: dict[int, bool] = {}
         self.sig_memo: dict[int, bool] = {}
-        self.has_rating: set[int] = set()
-        if filters.rating is not None:
-            self.has_rating = {
-                code for code, sig in enumerate(signatures.values) if RATING_KEY in sig.keys
-            }
 
     def apply(self, view: Columns) -> Columns:
         """The rows of ``view`` that pass every filter (``view`` itself if all do).
@@ -197,21 +192,26 @@ class _FilterRun:
             mask = _accepted(view.profile, lambda c: test(profiles[c]), self.profile_memo)
             if mask is not None:
                 masks.append(mask)
-        if filters.tags is not None:
-            signatures, wanted = self.signatures, filters.tags
-            mask = _accepted(
-                view.sig, lambda c: not wanted.isdisjoint(signatures[c].tags), self.sig_memo
-            )
+        wanted, rating = filters.tags, filters.rating
+        if rating is not None and RATING_KEY not in view.ratings:
+            return Columns()  # no row in the view has _rating_: none can pass
+        if wanted is not None or rating is not None:
+            # One decision per signature code: a wanted tag, and a _rating_ key.
+            signatures = self.signatures
+
+            def signature_passes(code: int) -> bool:
+                sig = signatures[code]
+                return (wanted is None or not wanted.isdisjoint(sig.tags)) and (
+                    rating is None or RATING_KEY in sig.keys
+                )
+
+            mask = _accepted(view.sig, signature_passes, self.sig_memo)
             if mask is not None:
                 masks.append(mask)
-        if filters.rating is not None:
-            values = view.ratings.get(RATING_KEY)
-            if values is None:  # no row in the view has _rating_: none can pass
-                return Columns()
-            low, high = filters.rating
-            masks.append(map(self.has_rating.__contains__, view.sig))
-            masks.append(map(le, repeat(low), values))
-            masks.append(map(ge, repeat(high), values))
+        if rating is not None:
+            values = view.ratings[RATING_KEY]
+            masks.append(map(le, repeat(rating[0]), values))
+            masks.append(map(ge, repeat(rating[1]), values))
         if not masks:
             return view
         keep = list(reduce(lambda a, b: map(and_, a, b), masks))
