@@ -86,25 +86,20 @@ class Partitioning:
         self.covered = min(self.covered, master_size)
 
 
-class AggregateIndex:
+class AggregateIndex(lru.StaleMark):
     """Master columns and partitionings of one project (see the module docstring).
 
     Not thread-safe on its own: the engine calls it under its lock.
     """
 
-    __slots__ = ("_partitionings", "_stale_from", "master", "profiles", "signatures")
+    __slots__ = ("_partitionings", "master", "profiles", "signatures")
 
     def __init__(self) -> None:
+        super().__init__()
         self.profiles: Codebook[tuple[str, ...]] = Codebook()
         self.signatures: Codebook[Signature] = new_signatures()
         self.master = Columns()
         self._partitionings: dict[tuple[str, ...], Partitioning] = {}  # see refengine.lru
-        self._stale_from: int | None = None
-
-    def invalidate_from(self, from_ms: int) -> None:
-        """Note that a row was inserted before the end, at ``from_ms``. ``O(1)``."""
-        if self._stale_from is None or from_ms < self._stale_from:
-            self._stale_from = from_ms
 
     def sync(self, rows: SortedKeyList) -> None:
         """Make the master columns mirror ``rows`` (the store). ``O(m)`` for ``m``

@@ -61,22 +61,17 @@ def _parse_all(texts: Iterable[str]) -> list[dict[str, Any]]:
     return list(map(_first, map(_scan, texts, repeat(0))))
 
 
-class MetricIndex:
+class MetricIndex(lru.StaleMark):
     """Metric columns of one project (see the module docstring).
 
     Not thread-safe on its own: the engine calls it under its lock.
     """
 
-    __slots__ = ("_columns", "_stale_from")
+    __slots__ = ("_columns",)
 
     def __init__(self) -> None:
+        super().__init__()
         self._columns: dict[MetricKey, array[float]] = {}  # see refengine.lru
-        self._stale_from: int | None = None
-
-    def invalidate_from(self, from_ms: int) -> None:
-        """Note that a row was inserted before the end, at ``from_ms``. ``O(1)``."""
-        if self._stale_from is None or from_ms < self._stale_from:
-            self._stale_from = from_ms
 
     def columns(self, rows: SortedKeyList, readers: Sequence[PathReader]) -> list[array[float]]:
         """The current column of each reader's metric (numeric or boolean), in
