@@ -25,6 +25,7 @@ from . import __version__, dumpfile
 from .clock import Clock, ManualClock, SystemClock
 from .engine import Engine
 from .errors import DumpFormatError, InvalidRequest
+from .models import UNKNOWN_FIELD_MODES
 from .rows import FeedbackRow, datetime_to_us, us_to_datetime
 from .synthetic import synthetic_requests
 
@@ -336,7 +337,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "pip install 'refengine[server]'"
         ) from None
     clock: Clock = args.clock if args.clock is not None else SystemClock()
-    engine = Engine(clock=clock)
+    engine = Engine(clock=clock, unknown_fields=args.unknown_fields)
     if args.data:
         _load_into(engine, args.data)
     keys = dict(args.api_key or [])
@@ -353,6 +354,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     notes = [f"{len(engine):,} rows"]
     notes.append(f"clock fixed at {clock().isoformat()}" if args.clock else "system clock")
     notes.append(f"{len(keys)} API key(s)" if keys else "open: no API keys configured")
+    notes.append(f"unknown fields: {args.unknown_fields}")
     print(f"refengine serving http://{where}:{port} ({'; '.join(notes)})", file=sys.stderr)
     print(
         "  routes: POST /feedback/create, /feedback/batch/create, /feedback/aggregate, "
@@ -426,6 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_clock,
         metavar="ISO8601",
         help="fix the engine clock (created_at, default stats end) at this instant",
+    )
+    serve.add_argument(
+        "--unknown-fields",
+        choices=UNKNOWN_FIELD_MODES,
+        default="reject",
+        help="unknown request fields: 'reject' them with 422 as the published pages say "
+        "(default), or 'ignore' them as production does since 2026-07-28",
     )
     serve.add_argument(
         "--log-level",

@@ -114,6 +114,8 @@ GRANULARITY_TOO_LARGE = (  # refengine: the first bucket would start before year
 
 # --- engine --------------------------------------------------------------------------
 
+UNKNOWN_FIELDS_MODE = "unknown_fields must be 'reject' or 'ignore', got {value!r}"  # refengine
+
 LOAD_BAD_JSON = "not valid JSON: {detail}"
 LOAD_BAD_ROW = "not a feedback row: {detail}"
 

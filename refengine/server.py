@@ -62,8 +62,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .clock import ManualClock
 from .engine import Engine
@@ -77,6 +79,7 @@ from .models import (
     FeedbackCreateRes,
     FeedbackStatsReq,
     FeedbackStatsRes,
+    unknown_fields,
 )
 
 API_USERNAME = "api"
@@ -239,6 +242,26 @@ def _not_authenticated(detail: str) -> StarletteHTTPException:
 # --- authentication ------------------------------------------------------------------
 
 
+def parse_basic(header: str) -> HTTPBasicCredentials | None:
+    """The HTTP Basic credentials of an ``Authorization`` header, or ``None`` when it
+    holds none that can be read (never an error: the configured keys decide)."""
+    scheme, _, param = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        raw = base64.b64decode(param.strip(), validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    try:
+        data = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        data = raw.decode("latin-1")
+    username, separator, password = data.partition(":")
+    if not separator:
+        return None
+    return HTTPBasicCredentials(username=username, password=password)
+
+
 class _LenientBasic(HTTPBasic):
     """HTTP Basic that never fails by itself: unreadable credentials count as none.
 
@@ -250,22 +273,7 @@ class _LenientBasic(HTTPBasic):
     async def __call__(  # type: ignore[override]
         self, request: HTTPConnection
     ) -> HTTPBasicCredentials | None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, param = header.strip().partition(" ")
-        if scheme.lower() != "basic":
-            return None
-        try:
-            raw = base64.b64decode(param.strip(), validate=True)
-        except (ValueError, binascii.Error):
-            return None
-        try:
-            data = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            data = raw.decode("latin-1")
-        username, separator, password = data.partition(":")
-        if not separator:
-            return None
-        return HTTPBasicCredentials(username=username, password=password)
+        return parse_basic(request.headers.get("Authorization", ""))
 
 
 def derived_user_id(api_key: str) -> str:
@@ -294,6 +302,43 @@ def resolve_user(
     if password:
         return derived_user_id(password)
     return default_user
+
+
+class _Gate:
+    """ASGI middleware in front of every route: credentials first, then the body.
+
+    With API keys configured, a request to a guarded route (everything but
+    ``/health`` and the OpenAPI document) without an accepted key is answered 401
+    before the application runs, so its body is never read or parsed. Every request
+    is then validated under the engine's ``unknown_fields`` mode (a context variable:
+    FastAPI validates the body models itself).
+    """
+
+    def __init__(self, app: ASGIApp, engine: Engine, api_keys: Mapping[str, str | None]):
+        self.app = app
+        self.engine = engine
+        self.api_keys = api_keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.api_keys and scope.get("path") not in OPEN_PATHS:
+            header = Headers(scope=scope).get("authorization", "")
+            try:
+                resolve_user(parse_basic(header), self.api_keys, self.engine.user_id)
+            except StarletteHTTPException as exc:
+                response = JSONBody(
+                    {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+                )
+                await response(scope, receive, send)
+                return
+        with unknown_fields(self.engine.unknown_fields):
+            await self.app(scope, receive, send)
+
+
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+"""Routes that need no credentials; every other path is checked before its body."""
 
 
 # --- the application -----------------------------------------------------------------
@@ -355,6 +400,7 @@ def create_app(
     )
     app.state.engine = served
     app.state.api_keys = dict(api_keys or {})
+    app.add_middleware(_Gate, engine=served, api_keys=app.state.api_keys)
 
     @app.post(
         "/feedback/create",

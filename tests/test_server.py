@@ -368,6 +368,70 @@ def test_401_comes_before_body_validation(engine: Engine) -> None:
         assert client.post("/feedback/create", content=b"{bad").status_code == 401
 
 
+@pytest.mark.parametrize(
+    "body", [b"{bad", b"[]", json.dumps(note(wb_user_id=7)).encode(), b"x" * 100_000]
+)
+def test_401_whatever_the_body_and_the_body_is_never_read(engine: Engine, body: bytes) -> None:
+    import asyncio
+
+    app = create_app(engine, api_keys={"k": None})
+    reads: list[object] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        reads.append(body)
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/feedback/create",
+        "raw_path": b"/feedback/create",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 401
+    assert reads == []  # refused on its headers alone
+    assert len(engine) == 0
+
+
+def test_unknown_fields_over_http(engine: Engine) -> None:
+    extra = {"not_a_field": 1}
+    with TestClient(create_app(engine)) as client:  # default: reject, as published
+        res = client.post("/feedback/create", json=note(**extra))
+        assert res.status_code == 422
+        assert res.json()["detail"][0]["loc"] == ["body", "not_a_field"]
+    ignoring = Engine(clock=ManualClock(START), unknown_fields="ignore")
+    with TestClient(create_app(ignoring)) as client:
+        assert client.post("/feedback/create", json=note(**extra)).status_code == 200
+        batch = {"batch": [note(1, **extra), note(2)], **extra}
+        assert client.post("/feedback/batch/create", json=batch).status_code == 200
+        stats = {
+            "project_id": PROJECT,
+            "start": "2024-05-01T00:00:00Z",
+            "end": "2024-05-02T00:00:00Z",
+            "metrics": [{"json_path": "score", "aggregations": ["max"], **extra}],
+            **extra,
+        }
+        res = client.post("/feedback/stats", json=stats)
+        assert res.status_code == 200, res.text
+        assert res.json()["window_stats"] == {"score": {"max": 0.5}}
+        # only unknown fields go: a known field that does not fit is still a 422
+        assert client.post("/feedback/create", json=note(payload=3, **extra)).status_code == 422
+    assert len(ignoring) == 3
+    assert all("not_a_field" not in row.payload for row in ignoring.rows(PROJECT))
+
+
 # --- clock control --------------------------------------------------------------------
 
 
