@@ -118,6 +118,7 @@ UNKNOWN_FIELDS_MODE = "unknown_fields must be 'reject' or 'ignore', got {value!r
 
 LOAD_BAD_JSON = "not valid JSON: {detail}"
 LOAD_BAD_ROW = "not a feedback row: {detail}"
+LOAD_CREATED_AT_RANGE = "created_at {text} is out of range once converted to UTC"
 
 
 def format_message(template: str, **fields: Any) -> str:

@@ -500,6 +500,26 @@ def set_nodelay(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (0 = any free port) and listening.
+
+    Connections queue from the moment this returns, before uvicorn serves them, so
+    a client started right after it is not refused. IPv6 when ``host`` has a colon;
+    Nagle off (:func:`set_nodelay`). Raises ``OSError`` (or ``OverflowError`` for a
+    port above 65535) when the address cannot be had.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        set_nodelay(sock)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class BackgroundServer:
     """uvicorn serving ``app`` on a free 127.0.0.1 port, in a daemon thread.
 
@@ -509,11 +529,7 @@ class BackgroundServer:
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
         self.app = app
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        set_nodelay(self._socket)
-        self._socket.listen(2048)
+        self._socket = listening_socket(host, port)
         self.host, self.port = self._socket.getsockname()[:2]
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)

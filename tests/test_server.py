@@ -666,3 +666,22 @@ def test_background_server_in_process() -> None:
             assert http.post("/feedback/create", json=note(i, id=f"n{i}")).status_code == 200
     assert sorted(row.id for row in engine.rows(PROJECT)) == sorted(f"n{i}" for i in range(20))
     engine.check_invariants()
+
+
+def test_listening_socket_queues_connections_before_serving() -> None:
+    import socket
+
+    from refengine.server import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
+    try:
+        port = sock.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # accepted into the backlog: nothing serves it yet
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        with pytest.raises(OSError):
+            listening_socket("127.0.0.1", port)  # taken, and listening: no reuse
+    finally:
+        sock.close()
+    with pytest.raises(OverflowError):
+        listening_socket("127.0.0.1", 70000)
