@@ -5,7 +5,9 @@
 * ``POST /feedback/create``, ``POST /feedback/batch/create``,
   ``POST /feedback/aggregate``, ``POST /feedback/stats`` — the published bodies;
 * ``GET /health`` — ``{"status": "ok"}``;
-* ``GET /openapi.json`` (and ``/docs``) — the generated OpenAPI document;
+* ``GET /openapi.json`` (and ``/docs``) — the generated OpenAPI document, and its
+  Swagger UI page, whose scripts and styles are served from the installed
+  ``fastapi-offline`` package (no CDN: ``/docs`` works offline);
 * ``GET`` / ``POST /refengine/clock`` — a refengine-only test control, **not part of
   the published API** and left out of the OpenAPI document: read the engine clock,
   or set it (``{"now": "2024-05-01T12:00:00Z"}``) when the engine runs on a
@@ -61,6 +63,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -323,7 +326,8 @@ class _Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.api_keys and scope.get("path") not in OPEN_PATHS:
+        path = str(scope.get("path", ""))
+        if self.api_keys and path not in OPEN_PATHS and not path.startswith(DOCS_ASSETS + "/"):
             header = Headers(scope=scope).get("authorization", "")
             try:
                 resolve_user(parse_basic(header), self.api_keys, self.engine.user_id)
@@ -337,8 +341,13 @@ class _Gate:
             await self.app(scope, receive, send)
 
 
-OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-"""Routes that need no credentials; every other path is checked before its body."""
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+"""Routes that need no credentials (with the Swagger UI assets under
+:data:`DOCS_ASSETS`); every other path is checked before its body."""
+
+DOCS_ASSETS = "/docs/assets"
+"""Where ``/docs`` loads the Swagger UI from: files of the installed
+``fastapi-offline`` package, so the page works without network access."""
 
 
 # --- the application -----------------------------------------------------------------
@@ -388,7 +397,9 @@ def create_app(
     one); empty or ``None`` accepts every caller.
     """
     served = engine if engine is not None else Engine()
-    app = FastAPI(
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        redoc_url=None,
         title="refengine",
         version="0.1.0",
         description="In-memory reference engine for the trace server feedback endpoints.",

@@ -555,3 +555,28 @@ def test_skip_entries_only_for_real_differences(catalogue: list[CaseFile]) -> No
     assert "skip entry:" in lines_of([diff])
     # an unusable target suggests none: see test_cli_dead_port_is_one_line and
     # test_cli_refusing_target_is_one_line, whose stdout stays empty
+
+
+def test_cli_names_the_json_path_of_a_planted_bug_over_http(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = pytest.importorskip("refengine.server")
+    from refengine import Engine, ManualClock
+    from refengine.models import FeedbackCreateReq
+
+    class TagsOnce(Engine):
+        """A backend that stores each distinct tag once per row."""
+
+        def feedback_create(self, req: Any) -> Any:
+            if isinstance(req, FeedbackCreateReq):
+                req = req.model_copy(update={"scorer_tags": list(dict.fromkeys(req.scorer_tags))})
+            return super().feedback_create(req)
+
+    engine = TagsOnce(clock=ManualClock("2024-01-01T00:00:00Z"))
+    with server.BackgroundServer(server.create_app(engine)) as running:
+        status, out, err = _conformance(
+            running.base_url, "--cases", "agg.acc.repeated-tag", capsys=capsys
+        )
+    assert status == 1, err
+    assert "FAIL  agg.acc.repeated-tag" in out
+    assert "$.buckets[0].tag_counts.good: expected 3 → actual 2" in out

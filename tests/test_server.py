@@ -685,3 +685,22 @@ def test_listening_socket_queues_connections_before_serving() -> None:
         sock.close()
     with pytest.raises(OverflowError):
         listening_socket("127.0.0.1", 70000)
+
+
+def test_docs_page_needs_no_network(engine: Engine) -> None:
+    # With keys configured too: the documentation is public, like /health.
+    with TestClient(create_app(engine, api_keys={"k": None})) as client:
+        page = client.get("/docs")
+        assert page.status_code == 200
+        assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page.text)
+        scripts_and_styles = [a for a in assets if a.endswith((".js", ".css"))]
+        assert len(scripts_and_styles) == 2, assets
+        for url in assets:
+            assert url.startswith("/"), f"/docs loads {url} from elsewhere"
+            res = client.get(url)
+            assert res.status_code == 200, url
+        assert "SwaggerUIBundle" in client.get(next(a for a in assets if a.endswith(".js"))).text
+        assert client.get("/docs/oauth2-redirect").status_code == 200
+        assert client.get("/openapi.json").status_code == 200
+    with TestClient(create_app(engine)) as client:
+        assert client.get("/redoc").status_code == 404  # one documentation page, not two
