@@ -363,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_conformance_commands(commands: Any) -> None:
     """``conformance`` and ``cases``; they need the ``conformance`` extra."""
     try:
+        # jsonschema is imported by the commands only when they run; checked here so
+        # that a core install names the extra to install, not a missing module.
+        import jsonschema  # type: ignore[import-untyped]  # noqa: F401, PLC0415
+
         from .conformance.cli import (  # noqa: PLC0415 - optional extra
             add_cases_parser,
             add_conformance_parser,
@@ -370,8 +374,13 @@ def _add_conformance_commands(commands: Any) -> None:
     except ImportError as exc:
         missing = exc.name or "a dependency"
         for name in ("conformance", "cases"):
-            stub = commands.add_parser(name, help="(needs: pip install 'refengine[conformance]')")
-            stub.set_defaults(run=lambda _args, missing=missing: _needs_extra(missing))
+            stub = commands.add_parser(
+                name, help="(needs: pip install 'refengine[conformance]')", add_help=False
+            )
+            # Whatever the arguments, the answer is the missing extra (see main).
+            stub.set_defaults(
+                run=lambda _args, missing=missing: _needs_extra(missing), any_arguments=True
+            )
         return
     add_conformance_parser(commands)
     add_cases_parser(commands)
@@ -393,7 +402,10 @@ def _count(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         status: int = args.run(args)
         sys.stdout.flush()

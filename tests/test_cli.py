@@ -227,3 +227,15 @@ def test_serve_data_counts_repeated_ids(capsys: pytest.CaptureFixture[str], tmp_
     engine = Engine()
     assert _load_into(engine, [str(one), str(one)]) == 3  # what `serve --data` reports
     assert len(engine) == 6
+
+
+def test_conformance_without_its_extra_names_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "jsonschema", None)  # import jsonschema -> ImportError
+    for argv in (["conformance", "--target", "inprocess"], ["cases", "--check"]):
+        status, out, err = run(capsys, *argv)
+        assert (status, out) == (1, "")
+        assert err == (
+            "refengine: error: jsonschema is not installed: pip install 'refengine[conformance]'\n"
+        )
