@@ -59,6 +59,9 @@ class _Request(BaseModel):
     inside ``unknown_fields("ignore")``, drop them before validation — at the top
     level of every request model, nested ones (batch items, metrics) included.
 
+    A model that must refuse unknown keys in both modes (production's ``Query``
+    expression) derives from ``BaseModel`` with ``extra="forbid"``, not from this.
+
     Runtime complexity: ignoring costs one pass over the body's top-level keys.
     """
 

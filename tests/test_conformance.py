@@ -485,16 +485,29 @@ def test_cli_target_without_a_clock_route(capsys: pytest.CaptureFixture[str]) ->
     server = pytest.importorskip("refengine.server")
     from fastapi import FastAPI
 
-    app = FastAPI()
-
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    app = FastAPI()  # not even GET /health: its 404 shows the server is up
 
     with server.BackgroundServer(app) as running:
         status, out, err = _conformance(running.base_url, capsys=capsys)
     assert (status, out, err.count("\n")) == (1, "", 1)
     assert "has no clock route" in err
+
+
+def test_cli_a_target_answering_5xx_is_not_up(capsys: pytest.CaptureFixture[str]) -> None:
+    server = pytest.importorskip("refengine.server")
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        return JSONResponse({"status": "starting"}, status_code=503)
+
+    with server.BackgroundServer(app) as running:
+        status, out, err = _conformance(running.base_url, "--wait", "0.5", capsys=capsys)
+    assert (status, out, err.count("\n")) == (1, "", 1)
+    assert "is not reachable: not up within 0.5 s (last: GET /health answered 503)" in err
 
 
 def test_cli_waits_for_a_server_that_starts_late(capsys: pytest.CaptureFixture[str]) -> None:

@@ -147,9 +147,11 @@ class HttpTarget:
         return f"{self._project_prefix}/{self._run_id}-p{next(self._projects)}"
 
     def preflight(self, wait: float) -> None:
-        """Wait up to ``wait`` seconds for ``GET /health`` to answer 200, then set the
-        clock once, so that a target that is down, refuses the credentials or lacks
-        the clock route is reported once (:class:`TargetUnavailable`) before any case.
+        """Wait up to ``wait`` seconds until ``GET /health`` gets an answer below 500
+        (a backend without that route answers 404: it is up all the same; a 5xx or
+        no answer means not yet), then set the clock once, so that a target that is
+        down, refuses the credentials or lacks the clock route is reported once
+        (:class:`TargetUnavailable`) before any case.
 
         Runtime complexity: at most ``wait / HEALTH_POLL_SECONDS + 2`` requests.
         """
@@ -160,13 +162,13 @@ class HttpTarget:
             try:
                 response = self._client.get(HEALTH_PATH)
                 problem = f"GET {HEALTH_PATH} answered {response.status_code}"
-                if response.status_code == 200:
+                if response.status_code < 500:
                     break
             except httpx.HTTPError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             if time.monotonic() >= deadline:
                 raise TargetUnavailable(
-                    f"{self.name} is not reachable: no healthy answer within {wait:g} s "
+                    f"{self.name} is not reachable: not up within {wait:g} s "
                     f"(last: {problem}); is the server running? (--wait sets the limit)"
                 )
             time.sleep(HEALTH_POLL_SECONDS)
