@@ -253,10 +253,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with errors on one line (plus a pointer to --help)."""
+    """argparse, with errors on one line, ``refengine: error: ...`` like every other
+    failure of the command line (plus a pointer to the command's --help)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"refengine: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

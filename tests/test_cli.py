@@ -56,6 +56,10 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path)
         (["demo", "--rows", "-3"], 2, "must be >= 0"),
         (["dump", "out.jsonl"], 1, "nothing to dump"),
         (["nope"], 2, "invalid choice"),
+        (["conformance"], 2, "the following arguments are required: --target"),
+        (["conformance", "--target", "inprocess", "--wait", "x"], 2, "invalid float value"),
+        (["conformance", "--target", "ftp://x"], 2, "--target must be 'inprocess' or"),
+        (["cases", "--cases-dir", "/nonexistent/cases"], 2, "no case directory"),
         ([], 2, "required"),
     ]
     for argv, code, needle in cases:
@@ -64,6 +68,7 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path)
         assert out == ""
         assert err.count("\n") == 1, (argv, err)
         assert needle in err, (argv, err)
+        assert err.startswith("refengine: error: "), (argv, err)
         assert "Traceback" not in err
 
 
