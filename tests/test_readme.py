@@ -119,3 +119,27 @@ def test_a_dead_target_fails_in_seconds_with_one_line(tmp_path: Path) -> None:
     assert res.stdout == ""
     assert res.stderr.count("\n") == 1
     assert res.stderr.startswith("refengine: error: ") and "is not reachable" in res.stderr
+
+
+def test_the_demo_output_is_as_printed() -> None:
+    from refengine.demo import build_demo, demo_report
+
+    [printed] = blocks("text", "## First command: the demo")
+    assert printed == "\n".join(demo_report(build_demo(7, 2000), 7)) + "\n"
+
+
+def test_the_serve_banner_is_as_printed() -> None:
+    pytest.importorskip("fastapi")
+    [console] = [b for b in blocks("console", "## Serving over HTTP") if "refengine serve" in b][:1]
+    command, *banner = console.splitlines()[1:4]
+    assert command.startswith("$ refengine serve ")
+    argv = [*command[2:].split(), "--port", "0", "--log-level", "warning"]
+    proc = subprocess.Popen(argv, env=_script_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        printed = [proc.stderr.readline().rstrip("\n") for _ in banner]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    # the one difference: the port, free rather than 6345
+    assert [re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:6345", line) for line in printed] == banner
