@@ -561,6 +561,7 @@ def test_cli_unknown_fields_option(capsys: pytest.CaptureFixture[str]) -> None:
     assert status == 0, out
     assert "PASS  unknown.ignore.create" in out
     assert "unknown.reject.metric" not in out
+    assert out.endswith("1 case(s) written for --unknown-fields reject were not run\n")
 
 
 def test_skip_entries_only_for_real_differences(catalogue: list[CaseFile]) -> None:

@@ -116,6 +116,10 @@ def conformance_command(args: argparse.Namespace) -> int:
             close()
     unknown = sorted(set(skips) - chosen) if args.cases is None else []
     report(results, differential if args.differential_examples > 0 else None, unknown_skips=unknown)
+    other_mode = sum(1 for _f, _case in selected(files, args.cases)) - len(chosen)
+    if other_mode:
+        other = "ignore" if args.unknown_fields == "reject" else "reject"
+        print(f"{other_mode} case(s) written for --unknown-fields {other} were not run")
     if args.junit:
         write_junit(args.junit, results, differential if args.differential_examples > 0 else None)
     failed = any(r.status == "fail" for r in results) or not differential.passed
