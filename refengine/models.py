@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -66,13 +66,20 @@ class _Request(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
+    _known_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # Once per class: reading model_fields builds a new mapping on each access.
+        cls._known_fields = frozenset(cls.model_fields)
 
     @model_validator(mode="before")
     @classmethod
     def _drop_unknown_fields(cls, data: Any) -> Any:
         if _unknown_fields.get() == "ignore" and isinstance(data, dict):
-            known = cls.model_fields
-            if any(key not in known for key in data):
+            known = cls._known_fields
+            if not data.keys() <= known:
                 return {key: value for key, value in data.items() if key in known}
         return data
 
