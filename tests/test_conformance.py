@@ -594,3 +594,17 @@ def test_cli_names_the_json_path_of_a_planted_bug_over_http(
     assert status == 1, err
     assert "FAIL  agg.acc.repeated-tag" in out
     assert "$.buckets[0].tag_counts.good: expected 3 → actual 2" in out
+
+
+def test_update_refuses_the_installed_catalogue(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refengine.conformance import cases
+
+    assert not cases.installed_catalogue(CASES_DIR)  # these tests run on a checkout
+    inside = Path(cases.__file__).resolve().parents[1] / "spec" / "cases"
+    assert cases.installed_catalogue(inside)
+    monkeypatch.setattr(cases, "installed_catalogue", lambda cases_dir: True)
+    assert cli.main(["cases", "--update"]) == 2
+    assert "would write into the installed catalogue" in capsys.readouterr().err
+    assert cli.main(["cases", "--check"]) == 0  # reading it is fine

@@ -501,8 +501,22 @@ def add_cases_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases-dir", type=Path, default=CASES_DIR, help="the case directory")
 
 
+def installed_catalogue(cases_dir: Path) -> bool:
+    """Whether ``cases_dir`` is the copy installed inside the package (read-only:
+    spec/ in a checkout is the source it is built from)."""
+    installed = Path(__file__).resolve().parents[1] / "spec" / "cases"
+    return cases_dir.resolve() == installed
+
+
 def cases_command(args: argparse.Namespace) -> int:
     cases_dir: Path = args.cases_dir
+    if args.update and installed_catalogue(cases_dir):
+        print(
+            f"refengine: error: --update would write into the installed catalogue {cases_dir};"
+            " run it in a checkout of refengine (spec/cases/), or pass --cases-dir",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if args.update or args.check:
             texts = update_catalogue(cases_dir, write=False)
