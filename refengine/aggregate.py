@@ -8,7 +8,8 @@ Semantics (spec/SEMANTICS.md, "Aggregate"; production facts in SEMANTICS-NOTES Â
 * **Filters** (all ANDed; an empty list or a null bound is no filter):
   ``feedback_types`` any-of prefix match after stripping trailing ``*``\\ s (``""``
   or ``"*"`` matches everything); ``monitor_ids`` / ``scorer_ids`` on the derived
-  object names, exact, or prefix match of the rest when the value ends in ``*``
+  object names, exact, or prefix match of the value with all trailing ``*``\\ s
+  removed when it ends in ``*``
   (so ``[""]`` keeps only rows without a ref and ``["*"]`` keeps every row);
   ``span_agent_names`` exact; ``span_types`` on the derived span type; ``tags``
   any-of exact on ``scorer_tags``; ``rating_min`` / ``rating_max`` inclusive, on
@@ -88,10 +89,12 @@ else:  # from 3.12 ``sum`` compensates float rounding; keep plain left-to-right 
 
 
 def _prefix_or_exact(values: Iterable[str]) -> Callable[[str], bool]:
-    """``scorer_ids`` / ``monitor_ids`` matcher: ``"x*"`` is a prefix of ``x``, else exact."""
+    """``scorer_ids`` / ``monitor_ids`` matcher: a value ending in ``*`` is a prefix
+    match of the value with every trailing ``*`` removed (``"x**"`` is the prefix
+    ``x``, as production's ``rstrip("*")``), else exact."""
     values = list(values)
     exact = frozenset(v for v in values if not v.endswith("*"))
-    prefixes = tuple(v[:-1] for v in values if v.endswith("*"))
+    prefixes = tuple(v.rstrip("*") for v in values if v.endswith("*"))
 
     def match(value: str) -> bool:
         return value in exact or value.startswith(prefixes)

@@ -10,29 +10,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
-import socket
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import IO, Any, NoReturn, TypeVar
 
 from . import __version__, dumpfile
 from .clock import Clock, ManualClock, SystemClock
+from .demo import Tracker, build_demo, demo_report, number, table
 from .engine import Engine
 from .errors import DumpFormatError, InvalidRequest
-from .rows import FeedbackRow, datetime_to_us, us_to_datetime
-from .synthetic import synthetic_requests
-
-DEMO_PROJECT = "acme/agent-demo"
-DEMO_START = datetime(2024, 5, 1, tzinfo=timezone.utc)
-DEMO_DAYS = 7
-DEMO_USER = "demo-user"
-BLOCKS = " ▏▎▍▌▋▊▉█"
+from .models import UNKNOWN_FIELD_MODES
+from .rows import FeedbackRow, us_to_datetime
 
 T = TypeVar("T")
 
@@ -97,169 +88,51 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-# --- demo data ---------------------------------------------------------------------
-
-
-def seeded_ids(seed: int) -> Iterator[str]:
-    """Deterministic UUID-shaped row ids, so a seed gives the same dump byte for byte."""
-    rng = random.Random(f"refengine-demo-ids-{seed}")
-    while True:
-        yield str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
-def build_demo(seed: int, rows: int) -> Engine:
-    """The demo project: ``rows`` creates over a week, through ``feedback_create``."""
-    clock = ManualClock(DEMO_START)
-    ids = seeded_ids(seed)
-    engine = Engine(clock=clock, user_id=DEMO_USER, id_factory=lambda: next(ids))
-    requests = synthetic_requests(DEMO_PROJECT, rows, DEMO_START, timedelta(days=DEMO_DAYS), seed)
-    for moment, request in Progress("creating demo feedback", rows).track(requests, every=100):
-        clock.set(moment)
-        engine.feedback_create(request)
-    clock.set(DEMO_START + timedelta(days=DEMO_DAYS))
-    return engine
-
-
-def _ms(moment: datetime) -> int:
-    return datetime_to_us(moment) // 1000
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            for i, cell in enumerate(cells)
-        ]
-        return "  ".join(parts).rstrip()
-
-    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
-
-
-def _num(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{float(value):.{digits}f}"
-
-
-def bar(value: float, scale: float, width: int = 40) -> str:
-    """A horizontal bar of eighth blocks: ``value / scale`` of ``width`` cells."""
-    if scale <= 0 or value <= 0:
-        return ""
-    eighths = round(min(value / scale, 1.0) * width * 8)
-    return BLOCKS[8] * (eighths // 8) + (BLOCKS[eighths % 8] if eighths % 8 else "")
-
-
-def demo_report(engine: Engine, seed: int) -> list[str]:
-    """The demo's tables and chart, as lines of text."""
-    start, end = DEMO_START, DEMO_START + timedelta(days=DEMO_DAYS)
-    window = {"project_id": DEMO_PROJECT, "after_ms": _ms(start), "before_ms": _ms(end)}
-    out = [
-        f"refengine demo: {len(engine):,} feedback rows in {DEMO_PROJECT}, "
-        f"{start:%Y-%m-%d} to {end:%Y-%m-%d} (seed {seed})",
-        "",
-        "Per scorer - POST /feedback/aggregate, group_by [scorer_id]",
-    ]
-    by_scorer = engine.feedback_aggregate({**window, "group_by": ["scorer_id"]})
-    rows = []
-    for b in by_scorer.buckets:
-        count = b.rating_counts.get("_rating_", 0)
-        avg = b.rating_sums.get("_rating_", 0.0) / count if count else None
-        top = sorted(b.tag_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-        rows.append(
-            [
-                b.group.get("scorer_id") or "(none)",
-                _num(b.total_count),
-                _num(b.scored_count),
-                _num(avg),
-                ", ".join(f"{tag} {n}" for tag, n in top) or "-",
-            ]
-        )
-    out += _table(["scorer_id", "total", "scored", "avg _rating_", "top tags"], rows, {1, 2, 3})
-
-    out += ["", "Daily scorer output - POST /feedback/stats, feedback_type wandb.agent_monitor"]
-    stats = engine.feedback_stats(
-        {
-            "project_id": DEMO_PROJECT,
-            "start": start,
-            "end": end,
-            "granularity": 86400,
-            "feedback_type": "wandb.agent_monitor",
-            "metrics": [
-                {
-                    "json_path": "output.score",
-                    "aggregations": ["avg", "min", "max"],
-                    "percentiles": [95],
-                },
-                {"json_path": "output.passed", "value_type": "boolean"},
-            ],
-        }
-    )
-    keys = [
-        "avg_output_score",
-        "min_output_score",
-        "max_output_score",
-        "p95_output_score",
-        "count_true_output_passed",
-        "count_false_output_passed",
-    ]
-    headers = ["day", "rows", "avg score", "min", "max", "p95", "passed", "failed"]
-    rows = [
-        [str(bucket["timestamp"])[:10], _num(bucket["count"])]
-        + [_num(bucket[key]) for key in keys[:4]]
-        + [_num(int(bucket[key])) for key in keys[4:]]
-        for bucket in stats.buckets
-    ]
-    ws = stats.window_stats or {}
-    score, passed = ws.get("output_score", {}), ws.get("output_passed", {})
-    rows.append(
-        [
-            "whole week",
-            _num(sum(int(b["count"]) for b in stats.buckets)),
-            *(_num(score.get(k)) for k in ("avg", "min", "max", "p95")),
-            *(_num(int(passed.get(k) or 0)) for k in ("count_true", "count_false")),
-        ]
-    )
-    out += _table(headers, rows, set(range(1, 8)))
-
-    out += ["", "avg _rating_ every 12 hours - POST /feedback/aggregate, time_bucket_seconds 43200"]
-    series = engine.feedback_aggregate({**window, "time_bucket_seconds": 43200})
-    for b in series.buckets:
-        count = b.rating_counts.get("_rating_", 0)
-        avg = b.rating_sums.get("_rating_", 0.0) / count if count else 0.0
-        when = us_to_datetime((b.time_bucket_start_ms or 0) * 1000)
-        out.append(f"{when:%m-%d %H:%M}  {bar(avg, 1.0):<40}  {avg:.3f}")
-    out.append(f"{'':13}{'0':<20}{'0.5':<20}1")
-    return out
-
-
 # --- commands ----------------------------------------------------------------------
 
 
+def _demo_progress(rows: int) -> Tracker:
+    progress = Progress("creating demo feedback", rows)
+    return partial(progress.track, every=100)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    engine = build_demo(args.seed, args.rows)
+    engine = build_demo(args.seed, args.rows, _demo_progress(args.rows))
     for line in demo_report(engine, args.seed):
         print(line)
     return 0
 
 
-def _load_into(engine: Engine, paths: Sequence[str]) -> None:
-    """Load dumps into ``engine``; each file all or nothing, checked before storing."""
+def _load_into(engine: Engine, paths: Sequence[str]) -> int:
+    """Load dumps into ``engine``; each file all or nothing, checked before storing.
+
+    Returns how many loaded rows repeat an id loaded before them (in any of the
+    files): they are kept, since production stores a repeated id as another row.
+    """
+    seen: set[str] = set()
+    repeats = 0
     for path in paths:
         progress = Progress(f"reading {path}", None)
         try:
             rows = dumpfile.read_rows(path, track=partial(progress.track, every=1000))
         except OSError as exc:
             raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+        for row in rows:
+            if row.id in seen:
+                repeats += 1
+            else:
+                seen.add(row.id)
         engine.insert_rows(rows)
+    return repeats
+
+
+def _repeats_note(repeats: int) -> str:
+    return f"{repeats:,} row(s) repeat an earlier id (kept: ids are not unique in production)"
 
 
 def cmd_load(args: argparse.Namespace) -> int:
     engine = Engine()
-    _load_into(engine, args.files)
+    repeats = _load_into(engine, args.files)
     rows = []
     for project in engine.projects():
         project_rows = engine.rows(project)
@@ -267,7 +140,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         rows.append(
             [
                 project,
-                _num(len(project_rows)),
+                number(len(project_rows)),
                 _iso(project_rows[0]),
                 _iso(project_rows[-1]),
                 str(len(types)),
@@ -275,8 +148,10 @@ def cmd_load(args: argparse.Namespace) -> int:
         )
     names = ", ".join(args.files)
     print(f"{names}: valid, {len(engine):,} rows in {len(rows)} project(s)")
+    if repeats:
+        print(_repeats_note(repeats))
     if rows:
-        for line in _table(["project", "rows", "first", "last", "types"], rows, {1, 4}):
+        for line in table(["project", "rows", "first", "last", "types"], rows, {1, 4}):
             print(line)
     return 0
 
@@ -287,13 +162,23 @@ def _iso(row: FeedbackRow) -> str:
 
 def cmd_dump(args: argparse.Namespace) -> int:
     if args.demo:
-        engine = build_demo(args.seed, args.rows)
+        engine = build_demo(args.seed, args.rows, _demo_progress(args.rows))
     elif args.data:
         engine = Engine()
-        _load_into(engine, args.data)
+        repeats = _load_into(engine, args.data)
+        if repeats:
+            print(f"refengine: note: {_repeats_note(repeats)}", file=sys.stderr)
     else:
         raise CliError("nothing to dump: pass --demo or --data FILE (see refengine dump --help)")
     projects = [p for p in engine.projects() if not args.project or p in args.project]
+    missing = [p for p in args.project or [] if p not in engine.projects()]
+    if missing:
+        known = ", ".join(engine.projects()) or "none"
+        print(
+            f"refengine: warning: no rows for --project {', '.join(missing)} "
+            f"(projects in the data: {known})",
+            file=sys.stderr,
+        )
     rows = (row for project in projects for row in engine.rows(project))
     if args.out == "-":
         count = dumpfile.write_rows(rows, sys.stdout)
@@ -329,30 +214,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn  # noqa: PLC0415 - the server extra, needed only here
 
-        from .server import create_app, set_nodelay  # noqa: PLC0415
+        from .server import create_app, listening_socket  # noqa: PLC0415
     except ImportError as exc:
         raise CliError(
             f"`refengine serve` needs the server extra ({exc.name or exc} is missing): "
             "pip install 'refengine[server]'"
         ) from None
     clock: Clock = args.clock if args.clock is not None else SystemClock()
-    engine = Engine(clock=clock)
-    if args.data:
-        _load_into(engine, args.data)
+    engine = Engine(clock=clock, unknown_fields=args.unknown_fields)
+    repeats = _load_into(engine, args.data) if args.data else 0
     keys = dict(args.api_key or [])
     try:
-        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.host, args.port))
-        set_nodelay(sock)
-        sock.listen(2048)  # connections queue from now on, before uvicorn starts
+        sock = listening_socket(args.host, args.port)
     except (OSError, OverflowError) as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     host, port = sock.getsockname()[:2]
     where = f"[{host}]" if ":" in host else host
     notes = [f"{len(engine):,} rows"]
+    if repeats:
+        notes.append(_repeats_note(repeats))
     notes.append(f"clock fixed at {clock().isoformat()}" if args.clock else "system clock")
     notes.append(f"{len(keys)} API key(s)" if keys else "open: no API keys configured")
+    notes.append(f"unknown fields: {args.unknown_fields}")
     print(f"refengine serving http://{where}:{port} ({'; '.join(notes)})", file=sys.stderr)
     print(
         "  routes: POST /feedback/create, /feedback/batch/create, /feedback/aggregate, "
@@ -370,10 +253,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with errors on one line (plus a pointer to --help)."""
+    """argparse, with errors on one line, ``refengine: error: ...`` like every other
+    failure of the command line (plus a pointer to the command's --help)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"refengine: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -428,6 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="fix the engine clock (created_at, default stats end) at this instant",
     )
     serve.add_argument(
+        "--unknown-fields",
+        choices=UNKNOWN_FIELD_MODES,
+        default="reject",
+        help="unknown request fields: 'reject' them with 422 as the published pages say "
+        "(default), or 'ignore' them as production does since 2026-07-28",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -473,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_conformance_commands(commands: Any) -> None:
     """``conformance`` and ``cases``; they need the ``conformance`` extra."""
     try:
+        # jsonschema is imported by the commands only when they run; checked here so
+        # that a core install names the extra to install, not a missing module.
+        import jsonschema  # type: ignore[import-untyped]  # noqa: F401, PLC0415
+
         from .conformance.cli import (  # noqa: PLC0415 - optional extra
             add_cases_parser,
             add_conformance_parser,
@@ -480,8 +375,13 @@ def _add_conformance_commands(commands: Any) -> None:
     except ImportError as exc:
         missing = exc.name or "a dependency"
         for name in ("conformance", "cases"):
-            stub = commands.add_parser(name, help="(needs: pip install 'refengine[conformance]')")
-            stub.set_defaults(run=lambda _args, missing=missing: _needs_extra(missing))
+            stub = commands.add_parser(
+                name, help="(needs: pip install 'refengine[conformance]')", add_help=False
+            )
+            # Whatever the arguments, the answer is the missing extra (see main).
+            stub.set_defaults(
+                run=lambda _args, missing=missing: _needs_extra(missing), any_arguments=True
+            )
         return
     add_conformance_parser(commands)
     add_cases_parser(commands)
@@ -503,7 +403,10 @@ def _count(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         status: int = args.run(args)
         sys.stdout.flush()

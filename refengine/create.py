@@ -40,7 +40,14 @@ MAX_PAYLOAD_CHARS = 1 << 20  # 1 MiB of json.dumps output
 SCORER_TYPES_PREFIX = "wandb.runnable"
 AGENT_MONITOR = "wandb.agent_monitor"
 AGENT_USER_FEEDBACK = "wandb.agent_user_feedback"
-_SKIN_TONES = dict.fromkeys(range(127995, 128000))
+# The five tone suffixes of the emoji package's shortcodes; production detones names.
+_TONE_SUFFIXES = (
+    "_light_skin_tone",
+    "_medium-light_skin_tone",
+    "_medium_skin_tone",
+    "_medium-dark_skin_tone",
+    "_dark_skin_tone",
+)
 
 
 # --- fixed payload schemas (extra keys are allowed, as in production) ---------------
@@ -328,11 +335,23 @@ def _process_payload(req: FeedbackCreateReq) -> dict[str, Any]:
     value = payload["emoji"]  # step 2 guarantees a string
     if emoji.emoji_count(value) != 1:
         raise InvalidRequest(errors.EMOJI_NOT_ONE)
-    detoned = value.translate(_SKIN_TONES)
+    detoned = emoji.replace_emoji(value, replace=_detone)
     payload["alias"] = emoji.demojize(value)
     payload["detoned"] = detoned
     payload["detoned_alias"] = emoji.demojize(detoned)
     return payload
+
+
+def _detone(chars: str, _data: Any) -> str:
+    """One emoji without skin tones, by name: the toneless shortcode emojized back.
+
+    Working on names, not code points, is production's rule: a multi-person sequence
+    with two tones becomes the emoji its toneless name denotes (👩🏽‍🤝‍👨🏿 → 👫).
+    """
+    name = emoji.demojize(chars)
+    for suffix in _TONE_SUFFIXES:
+        name = name.replace(suffix, "")
+    return str(emoji.emojize(name))
 
 
 def _reject_non_finite_ratings(req: FeedbackCreateReq) -> None:

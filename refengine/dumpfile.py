@@ -11,8 +11,10 @@ Rows are written project by project, each in store order; loading appends them i
 file order, which keeps the order of rows that share a millisecond.
 
 Loading is strict: a line that is not JSON, misses a column, has an unknown
-column, has a value of the wrong type, or has a payload no created row could hold
-(NaN or Infinity in it) fails with the line number and the reason.
+column, has a value of the wrong type (a rating that is no finite float, such as a
+400-digit integer), has a ``created_at`` outside years 1-9999 once in UTC, or has
+a payload no created row could hold (NaN or Infinity in it) fails with the line
+number and the reason. Repeated ids are not an error: production allows them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -176,7 +178,12 @@ def _fits(value: Any, kind: str) -> bool:
 
 
 def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float (the column is Float64)
+        return False
 
 
 def _parse_timestamp(text: str) -> datetime:
@@ -186,4 +193,11 @@ def _parse_timestamp(text: str) -> datetime:
         raise ValueError(f"created_at is not an ISO 8601 timestamp: {text!r:.80}") from None
     if moment.tzinfo is None:
         raise ValueError(f"created_at needs a UTC offset: {text!r:.80}")
-    return moment
+    try:
+        # Stored and written back in UTC: an instant the calendar cannot hold there
+        # (0001-01-01T00:00:00+01:00) would load, then break every later dump.
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(
+            format_message(errors.LOAD_CREATED_AT_RANGE, text=f"{text!r:.80}")
+        ) from None

@@ -21,10 +21,12 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from . import aggregate, dumpfile, stats
+from . import aggregate, dumpfile, errors, stats
 from .clock import Clock, SystemClock
 from .create import IdFactory, PreparedCreate, RowIdSource, prepare_row, uuid7
+from .errors import format_message
 from .models import (
+    UNKNOWN_FIELD_MODES,
     FeedbackAggregateReq,
     FeedbackAggregateRes,
     FeedbackCreateBatchReq,
@@ -33,6 +35,8 @@ from .models import (
     FeedbackCreateRes,
     FeedbackStatsReq,
     FeedbackStatsRes,
+    UnknownFields,
+    unknown_fields,
 )
 from .paths import PathReader
 from .rows import FeedbackRow
@@ -42,12 +46,17 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 T = TypeVar("T")
 
 
-def coerce_request(model: type[ModelT], req: ModelT | Mapping[str, Any]) -> ModelT:
+def coerce_request(
+    model: type[ModelT], req: ModelT | Mapping[str, Any], unknown: UnknownFields = "reject"
+) -> ModelT:
     """``req`` as a validated ``model``: instances pass through, anything else is
-    validated (a dict that does not fit raises pydantic ``ValidationError``)."""
+    validated (a dict that does not fit raises pydantic ``ValidationError``); an
+    unknown field is refused or dropped as ``unknown`` says (SEMANTICS "Unknown
+    fields")."""
     if isinstance(req, model):
         return req
-    return model.model_validate(req)
+    with unknown_fields(unknown):
+        return model.model_validate(req)
 
 
 def _drain(items: list[T]) -> Iterator[T]:
@@ -63,7 +72,9 @@ class Engine:
     ``clock`` stamps each row's ``created_at`` (default: the system clock);
     ``user_id`` is the ``wb_user_id`` of requests without one; ``id_factory`` gives
     the ids of rows created without one (default: a UUIDv7 stamped with the row's
-    ``created_at``).
+    ``created_at``); ``unknown_fields`` is what a request dict's unknown fields do:
+    ``"reject"`` (default, a 422 ``ValidationError`` as the published pages say) or
+    ``"ignore"`` (dropped, as production does since 2026-07-28).
 
     >>> from refengine import Engine, ManualClock
     >>> engine = Engine(clock=ManualClock("2024-05-01T12:00:00Z"))
@@ -81,8 +92,12 @@ class Engine:
         clock: Clock | None = None,
         user_id: str = "refengine",
         id_factory: IdFactory | None = None,
+        unknown_fields: UnknownFields = "reject",
     ) -> None:
+        if unknown_fields not in UNKNOWN_FIELD_MODES:
+            raise ValueError(format_message(errors.UNKNOWN_FIELDS_MODE, value=unknown_fields))
         self.clock: Clock = clock if clock is not None else SystemClock()
+        self.unknown_fields: UnknownFields = unknown_fields
         self.user_id = user_id
         # None: each row gets a UUIDv7 stamped with its own created_at (engine clock).
         self._id_factory = id_factory
@@ -96,7 +111,7 @@ class Engine:
 
     def feedback_create(self, req: FeedbackCreateReq | Mapping[str, Any]) -> FeedbackCreateRes:
         """Validate and store one feedback row; see spec/SEMANTICS.md, "Create"."""
-        request = coerce_request(FeedbackCreateReq, req)
+        request = coerce_request(FeedbackCreateReq, req, self.unknown_fields)
         prepared = self._prepare(request, self._next_id)
         self._store([prepared.row])
         return prepared.response
@@ -106,7 +121,7 @@ class Engine:
     ) -> FeedbackCreateBatchRes:
         """Validate every item, then store all of them; any failure stores none (and
         the ``id_factory`` ids drawn for the items before it go to the next rows)."""
-        request = coerce_request(FeedbackCreateBatchReq, req)
+        request = coerce_request(FeedbackCreateBatchReq, req, self.unknown_fields)
         items: Iterable[FeedbackCreateReq] = request.batch
         if request is not req:
             # The validated batch is ours alone: let each item model go once it is
@@ -157,7 +172,7 @@ class Engine:
         self, req: FeedbackAggregateReq | Mapping[str, Any]
     ) -> FeedbackAggregateRes:
         """Counts and rating sums per (time bucket, group); see spec/SEMANTICS.md."""
-        request = coerce_request(FeedbackAggregateReq, req)
+        request = coerce_request(FeedbackAggregateReq, req, self.unknown_fields)
         dims = aggregate.partition_dims(request)
         with self._lock:
             store = self._store_to_read(request.project_id)
@@ -171,7 +186,7 @@ class Engine:
         A missing ``end`` is the engine clock's now; the request is then validated
         again so the range checks apply to it as request-model errors.
         """
-        request = coerce_request(FeedbackStatsReq, req)
+        request = coerce_request(FeedbackStatsReq, req, self.unknown_fields)
         if request.end is None:
             request = FeedbackStatsReq.model_validate({**request.model_dump(), "end": self.clock()})
         return stats.feedback_stats(request, self._stats_window)

@@ -114,8 +114,11 @@ GRANULARITY_TOO_LARGE = (  # refengine: the first bucket would start before year
 
 # --- engine --------------------------------------------------------------------------
 
+UNKNOWN_FIELDS_MODE = "unknown_fields must be 'reject' or 'ignore', got {value!r}"  # refengine
+
 LOAD_BAD_JSON = "not valid JSON: {detail}"
 LOAD_BAD_ROW = "not a feedback row: {detail}"
+LOAD_CREATED_AT_RANGE = "created_at {text} is out of range once converted to UTC"
 
 
 def format_message(template: str, **fields: Any) -> str:

@@ -12,8 +12,11 @@ modules and fail as :class:`refengine.errors.InvalidRequest` (HTTP 400).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -25,10 +28,60 @@ MAX_RANGE_MS = MAX_RANGE_DAYS * 86_400_000
 MAX_AGGREGATE_BUCKETS = 256
 
 
+UnknownFields = Literal["reject", "ignore"]
+"""What a request model does with a field it does not define (SEMANTICS "Unknown
+fields"): ``"reject"`` (422, the published ``additionalProperties: false``) or
+``"ignore"`` (dropped, as production does since 2026-07-28)."""
+
+UNKNOWN_FIELD_MODES: tuple[UnknownFields, ...] = ("reject", "ignore")
+
+_unknown_fields: ContextVar[UnknownFields] = ContextVar(
+    "refengine_unknown_fields", default="reject"
+)
+
+
+@contextmanager
+def unknown_fields(mode: UnknownFields) -> Iterator[None]:
+    """Validate request models in this thread or task with ``mode`` while inside.
+
+    A context variable rather than a model parameter, because the HTTP server's
+    request models are validated by FastAPI, which passes no validation context.
+    """
+    token = _unknown_fields.set(mode)
+    try:
+        yield
+    finally:
+        _unknown_fields.reset(token)
+
+
 class _Request(BaseModel):
-    """Request bodies reject unknown fields (``additionalProperties: false``)."""
+    """Request bodies reject unknown fields (``additionalProperties: false``), or,
+    inside ``unknown_fields("ignore")``, drop them before validation — at the top
+    level of every request model, nested ones (batch items, metrics) included.
+
+    A model that must refuse unknown keys in both modes (production's ``Query``
+    expression) derives from ``BaseModel`` with ``extra="forbid"``, not from this.
+
+    Runtime complexity: ignoring costs one pass over the body's top-level keys.
+    """
 
     model_config = ConfigDict(extra="forbid")
+    _known_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # Once per class: reading model_fields builds a new mapping on each access.
+        cls._known_fields = frozenset(cls.model_fields)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_unknown_fields(cls, data: Any) -> Any:
+        if _unknown_fields.get() == "ignore" and isinstance(data, dict):
+            known = cls._known_fields
+            if not data.keys() <= known:
+                return {key: value for key, value in data.items() if key in known}
+        return data
 
 
 # --- POST /feedback/create -----------------------------------------------------------

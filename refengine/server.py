@@ -5,7 +5,9 @@
 * ``POST /feedback/create``, ``POST /feedback/batch/create``,
   ``POST /feedback/aggregate``, ``POST /feedback/stats`` — the published bodies;
 * ``GET /health`` — ``{"status": "ok"}``;
-* ``GET /openapi.json`` (and ``/docs``) — the generated OpenAPI document;
+* ``GET /openapi.json`` (and ``/docs``) — the generated OpenAPI document, and its
+  Swagger UI page, whose scripts and styles are served from the installed
+  ``fastapi-offline`` package (no CDN: ``/docs`` works offline);
 * ``GET`` / ``POST /refengine/clock`` — a refengine-only test control, **not part of
   the published API** and left out of the OpenAPI document: read the engine clock,
   or set it (``{"now": "2024-05-01T12:00:00Z"}``) when the engine runs on a
@@ -61,9 +63,12 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .clock import ManualClock
 from .engine import Engine
@@ -77,6 +82,7 @@ from .models import (
     FeedbackCreateRes,
     FeedbackStatsReq,
     FeedbackStatsRes,
+    unknown_fields,
 )
 
 API_USERNAME = "api"
@@ -239,6 +245,26 @@ def _not_authenticated(detail: str) -> StarletteHTTPException:
 # --- authentication ------------------------------------------------------------------
 
 
+def parse_basic(header: str) -> HTTPBasicCredentials | None:
+    """The HTTP Basic credentials of an ``Authorization`` header, or ``None`` when it
+    holds none that can be read (never an error: the configured keys decide)."""
+    scheme, _, param = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        raw = base64.b64decode(param.strip(), validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    try:
+        data = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        data = raw.decode("latin-1")
+    username, separator, password = data.partition(":")
+    if not separator:
+        return None
+    return HTTPBasicCredentials(username=username, password=password)
+
+
 class _LenientBasic(HTTPBasic):
     """HTTP Basic that never fails by itself: unreadable credentials count as none.
 
@@ -250,22 +276,7 @@ class _LenientBasic(HTTPBasic):
     async def __call__(  # type: ignore[override]
         self, request: HTTPConnection
     ) -> HTTPBasicCredentials | None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, param = header.strip().partition(" ")
-        if scheme.lower() != "basic":
-            return None
-        try:
-            raw = base64.b64decode(param.strip(), validate=True)
-        except (ValueError, binascii.Error):
-            return None
-        try:
-            data = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            data = raw.decode("latin-1")
-        username, separator, password = data.partition(":")
-        if not separator:
-            return None
-        return HTTPBasicCredentials(username=username, password=password)
+        return parse_basic(request.headers.get("Authorization", ""))
 
 
 def derived_user_id(api_key: str) -> str:
@@ -294,6 +305,49 @@ def resolve_user(
     if password:
         return derived_user_id(password)
     return default_user
+
+
+class _Gate:
+    """ASGI middleware in front of every route: credentials first, then the body.
+
+    With API keys configured, a request to a guarded route (everything but
+    ``/health`` and the OpenAPI document) without an accepted key is answered 401
+    before the application runs, so its body is never read or parsed. Every request
+    is then validated under the engine's ``unknown_fields`` mode (a context variable:
+    FastAPI validates the body models itself).
+    """
+
+    def __init__(self, app: ASGIApp, engine: Engine, api_keys: Mapping[str, str | None]):
+        self.app = app
+        self.engine = engine
+        self.api_keys = api_keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = str(scope.get("path", ""))
+        if self.api_keys and path not in OPEN_PATHS and not path.startswith(DOCS_ASSETS + "/"):
+            header = Headers(scope=scope).get("authorization", "")
+            try:
+                resolve_user(parse_basic(header), self.api_keys, self.engine.user_id)
+            except StarletteHTTPException as exc:
+                response = JSONBody(
+                    {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+                )
+                await response(scope, receive, send)
+                return
+        with unknown_fields(self.engine.unknown_fields):
+            await self.app(scope, receive, send)
+
+
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+"""Routes that need no credentials (with the Swagger UI assets under
+:data:`DOCS_ASSETS`); every other path is checked before its body."""
+
+DOCS_ASSETS = "/docs/assets"
+"""Where ``/docs`` loads the Swagger UI from: files of the installed
+``fastapi-offline`` package, so the page works without network access."""
 
 
 # --- the application -----------------------------------------------------------------
@@ -343,7 +397,9 @@ def create_app(
     one); empty or ``None`` accepts every caller.
     """
     served = engine if engine is not None else Engine()
-    app = FastAPI(
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        redoc_url=None,
         title="refengine",
         version="0.1.0",
         description="In-memory reference engine for the trace server feedback endpoints.",
@@ -355,6 +411,7 @@ def create_app(
     )
     app.state.engine = served
     app.state.api_keys = dict(api_keys or {})
+    app.add_middleware(_Gate, engine=served, api_keys=app.state.api_keys)
 
     @app.post(
         "/feedback/create",
@@ -454,6 +511,26 @@ def set_nodelay(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (0 = any free port) and listening.
+
+    Connections queue from the moment this returns, before uvicorn serves them, so
+    a client started right after it is not refused. IPv6 when ``host`` has a colon;
+    Nagle off (:func:`set_nodelay`). Raises ``OSError`` (or ``OverflowError`` for a
+    port above 65535) when the address cannot be had.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        set_nodelay(sock)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class BackgroundServer:
     """uvicorn serving ``app`` on a free 127.0.0.1 port, in a daemon thread.
 
@@ -463,11 +540,7 @@ class BackgroundServer:
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
         self.app = app
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        set_nodelay(self._socket)
-        self._socket.listen(2048)
+        self._socket = listening_socket(host, port)
         self.host, self.port = self._socket.getsockname()[:2]
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)

@@ -19,7 +19,10 @@ STATUS_RANK = {"UNSET": 0, "OK": 1, "ERROR": 2}
 def _id_matches(value: str, wanted: list[str]) -> bool:
     for w in wanted:
         if w.endswith("*"):
-            if value.startswith(w[:-1]):
+            prefix = w
+            while prefix.endswith("*"):
+                prefix = prefix[:-1]
+            if value.startswith(prefix):
                 return True
         elif value == w:
             return True

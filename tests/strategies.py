@@ -333,7 +333,7 @@ BASE_MS = int(BASE.timestamp() * 1000)
 AGG_BUCKET_SECONDS = [1, 60, 420, 900, 3600, 7200, 86_400]
 AGG_GROUP_BY = ["scorer_id", "span_agent_name", "span_agent_version", "span_status_code"]
 AGG_FEEDBACK_TYPES = ["", "*", "custom", "custom.**", "wandb.runnable.", "wandb.agent_monitor", "x"]
-AGG_IDS = ["", "*", "sc_a", "sc*", "judge", "mon_1", "mon*", "watch", "w*", "nope"]
+AGG_IDS = ["", "*", "**", "sc_a", "sc*", "sc**", "judge", "mon_1", "mon*", "watch", "w*", "nope"]
 
 
 AGG_FILTERS: dict[str, st.SearchStrategy[Any]] = {

@@ -379,6 +379,10 @@ def test_scorer_ids_exact_prefix_empty_and_star(data: Data) -> None:
     assert data.totals(scorer_ids=["*"]) == 4
     assert data.totals(scorer_ids=["sc_"]) == 0  # no '*': exact
     assert data.totals(scorer_ids=["*a"]) == 0  # '*' only means prefix at the end
+    # every trailing '*' goes, as production's rstrip("*"); one inside stays literal
+    assert data.totals(scorer_ids=["sc_a**"]) == 2
+    assert data.totals(scorer_ids=["**"]) == 4
+    assert data.totals(scorer_ids=["sc*a*"]) == 0
 
 
 def test_monitor_ids_on_trigger_ref_name(data: Data) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from refengine.cli import bar, build_parser, main
+from refengine.cli import build_parser, main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -20,45 +20,6 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         status = int(exc.code or 0)
     out, err = capsys.readouterr()
     return status, out, err
-
-
-def test_demo_is_deterministic_and_has_the_tables(capsys: pytest.CaptureFixture[str]) -> None:
-    status, first, err = run(capsys, "demo", "--seed", "3", "--rows", "400")
-    assert status == 0
-    assert err == ""
-    assert run(capsys, "demo", "--seed", "3", "--rows", "400")[1] == first
-    assert run(capsys, "demo", "--seed", "4", "--rows", "400")[1] != first
-    lines = first.splitlines()
-    assert lines[0].startswith("refengine demo: 400 feedback rows in acme/agent-demo")
-    assert any(
-        line.split()[:5] == ["scorer_id", "total", "scored", "avg", "_rating_"] for line in lines
-    )
-    for scorer in ("toxicity", "helpfulness", "relevance", "pii_leak"):
-        assert any(line.startswith(scorer) for line in lines)
-    day_rows = [line for line in lines if line.startswith("2024-05-0")]
-    assert len(day_rows) == 7
-    assert sum(int(line.split()[1]) for line in day_rows) == int(
-        next(line for line in lines if line.startswith("whole week")).split()[2].replace(",", "")
-    )
-    chart = [line for line in lines if "█" in line]
-    assert len(chart) == 14
-
-
-def test_demo_numbers_match_the_engine(capsys: pytest.CaptureFixture[str]) -> None:
-    from refengine.cli import DEMO_PROJECT, build_demo
-
-    engine = build_demo(5, 300)
-    assert len(engine) == 300
-    _, out, _ = run(capsys, "demo", "--seed", "5", "--rows", "300")
-    toxicity = [r for r in engine.rows(DEMO_PROJECT) if r.scorer_id == "toxicity"]
-    line = next(line for line in out.splitlines() if line.startswith("toxicity"))
-    assert int(line.split()[1]) == len(toxicity)
-
-
-def test_bar() -> None:
-    assert bar(1.0, 1.0, width=4) == "████"
-    assert bar(0.5, 1.0, width=3) == "█▌"
-    assert bar(0.0, 1.0) == ""
 
 
 def test_dump_and_load_round_trip(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -74,9 +35,12 @@ def test_dump_and_load_round_trip(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert status == 0
     assert "valid, 120 rows in 1 project(s)" in text
     assert "acme/agent-demo" in text
-    status, text, _ = run(capsys, "dump", "--data", str(out), "--project", "nope", "-")
+    status, text, err = run(capsys, "dump", "--data", str(out), "--project", "nope", "-")
     assert status == 0
     assert text == ""
+    assert err == (
+        "refengine: warning: no rows for --project nope (projects in the data: acme/agent-demo)\n"
+    )
     status, text, _ = run(capsys, "dump", "--data", str(out), "-")
     assert text == out.read_text()
 
@@ -92,6 +56,10 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path)
         (["demo", "--rows", "-3"], 2, "must be >= 0"),
         (["dump", "out.jsonl"], 1, "nothing to dump"),
         (["nope"], 2, "invalid choice"),
+        (["conformance"], 2, "the following arguments are required: --target"),
+        (["conformance", "--target", "inprocess", "--wait", "x"], 2, "invalid float value"),
+        (["conformance", "--target", "ftp://x"], 2, "--target must be 'inprocess' or"),
+        (["cases", "--cases-dir", "/nonexistent/cases"], 2, "no case directory"),
         ([], 2, "required"),
     ]
     for argv, code, needle in cases:
@@ -100,6 +68,7 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path)
         assert out == ""
         assert err.count("\n") == 1, (argv, err)
         assert needle in err, (argv, err)
+        assert err.startswith("refengine: error: "), (argv, err)
         assert "Traceback" not in err
 
 
@@ -192,3 +161,86 @@ def test_progress_counter_only_on_a_terminal() -> None:
     progress.close()
     assert "creating: 4/10" in tty.getvalue()
     assert tty.getvalue().endswith("\r\x1b[K")
+
+
+def test_demo_of_no_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "demo", "--rows", "0")
+    assert (status, err) == (0, "")
+    assert out.startswith("refengine demo: 0 feedback rows")
+
+
+def _dump_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    good = tmp_path / "good.jsonl"
+    run(capsys, "dump", "--demo", "--rows", "2", str(good))
+    record: dict[str, object] = json.loads(good.read_text().splitlines()[0])
+    return record
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"scorer_ratings": {"_rating_": 10**400}}, "column scorer_ratings must be a map"),
+        ({"created_at": "0001-01-01T00:00:00+01:00"}, "out of range once converted to UTC"),
+    ],
+)
+def test_unloadable_rows_are_refused_with_file_and_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, change: dict[str, object], reason: str
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n" + json.dumps({**_dump_line(tmp_path, capsys), **change}) + "\n")
+    for argv in (["load", str(bad)], ["dump", "--data", str(bad), "-"]):
+        status, out, err = run(capsys, *argv)
+        assert (status, out) == (1, "")
+        assert err.startswith(f"refengine: error: {bad}:2: not a feedback row: ")
+        assert reason in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_repeated_ids_are_counted_and_kept(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    one = tmp_path / "one.jsonl"
+    run(capsys, "dump", "--demo", "--rows", "3", str(one))
+    two = tmp_path / "two.jsonl"
+    two.write_text(one.read_text().splitlines()[0] + "\n")
+    status, out, _ = run(capsys, "load", str(one), str(two))
+    assert status == 0
+    assert "valid, 4 rows in 1 project(s)" in out
+    assert "1 row(s) repeat an earlier id (kept" in out
+    status, out, err = run(capsys, "dump", "--data", str(one), "--data", str(two), "-")
+    assert len(out.splitlines()) == 4
+    assert err.startswith("refengine: note: 1 row(s) repeat an earlier id")
+
+
+def test_python_dash_m_refengine() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "refengine", "demo", "--rows", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("refengine demo: 5 feedback rows")
+
+
+def test_serve_data_counts_repeated_ids(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from refengine import Engine
+    from refengine.cli import _load_into
+
+    one = tmp_path / "one.jsonl"
+    run(capsys, "dump", "--demo", "--rows", "3", str(one))
+    engine = Engine()
+    assert _load_into(engine, [str(one), str(one)]) == 3  # what `serve --data` reports
+    assert len(engine) == 6
+
+
+def test_conformance_without_its_extra_names_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "jsonschema", None)  # import jsonschema -> ImportError
+    for argv in (["conformance", "--target", "inprocess"], ["cases", "--check"]):
+        status, out, err = run(capsys, *argv)
+        assert (status, out) == (1, "")
+        assert err == (
+            "refengine: error: jsonschema is not installed: pip install 'refengine[conformance]'\n"
+        )

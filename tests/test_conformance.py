@@ -372,7 +372,7 @@ def test_cli_on_the_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_cli_exit_status_on_failure(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli, "make_target", lambda spec, key: RepeatedTagOnce())
+    monkeypatch.setattr(cli, "make_target", lambda spec, key, mode: RepeatedTagOnce())
     status = cli.main(
         [
             "conformance",
@@ -407,15 +407,204 @@ def test_cli_cases_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert "cases: valid" in capsys.readouterr().out
 
 
-def test_unreachable_http_target_fails_cleanly(catalogue: list[CaseFile]) -> None:
+def test_unreachable_http_target_stops_the_run_once(catalogue: list[CaseFile]) -> None:
     pytest.importorskip("httpx")
+    from refengine.conformance.backend import TargetUnavailable
     from refengine.conformance.targets import HttpTarget
 
     target = HttpTarget("http://127.0.0.1:9", "k", timeout=2.0)
     try:
-        [result] = run_catalogue(target, catalogue, "create.status.ok")
+        with pytest.raises(TargetUnavailable, match="is not reachable"):
+            target.preflight(0.3)
+        with pytest.raises(TargetUnavailable, match="stopped answering"):
+            run_catalogue(target, catalogue, "create.*")
     finally:
         target.close()
-    assert result.status == "fail"
-    assert result.error is not None
-    assert "refused to set the clock" in result.error
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _conformance(
+    target: str, *extra: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    from refengine import cli as main_cli
+
+    status = main_cli.main(
+        ["conformance", "--target", target, "--differential-examples", "0", *extra]
+    )
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_cli_dead_port_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("httpx")
+    url = f"http://127.0.0.1:{_free_port()}"
+    status, out, err = _conformance(url, "--wait", "0.3", capsys=capsys)
+    assert status == 1
+    assert out == ""  # no case ran, no FAIL lines, no skip entries
+    assert err.count("\n") == 1
+    assert err.startswith(f"refengine: error: {url} is not reachable")
+
+
+@pytest.mark.parametrize(
+    ("keys", "clock", "api_key", "message"),
+    [
+        ({"secret": None}, True, "wrong", "the credentials were refused; check --api-key"),
+        ({}, False, None, "cannot set the clock"),
+    ],
+)
+def test_cli_refusing_target_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+    keys: dict[str, str | None],
+    clock: bool,
+    api_key: str | None,
+    message: str,
+) -> None:
+    server = pytest.importorskip("refengine.server")
+    from refengine import Engine, ManualClock
+
+    engine = Engine(clock=ManualClock("2024-01-01T00:00:00Z")) if clock else Engine()
+    with server.BackgroundServer(server.create_app(engine, api_keys=keys)) as running:
+        args = ["--api-key", api_key] if api_key else []
+        status, out, err = _conformance(running.base_url, *args, capsys=capsys)
+    assert status == 1
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("refengine: error: ") and message in err
+    assert len(engine) == 0
+
+
+def test_cli_target_without_a_clock_route(capsys: pytest.CaptureFixture[str]) -> None:
+    server = pytest.importorskip("refengine.server")
+    from fastapi import FastAPI
+
+    app = FastAPI()  # not even GET /health: its 404 shows the server is up
+
+    with server.BackgroundServer(app) as running:
+        status, out, err = _conformance(running.base_url, capsys=capsys)
+    assert (status, out, err.count("\n")) == (1, "", 1)
+    assert "has no clock route" in err
+
+
+def test_cli_a_target_answering_5xx_is_not_up(capsys: pytest.CaptureFixture[str]) -> None:
+    server = pytest.importorskip("refengine.server")
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        return JSONResponse({"status": "starting"}, status_code=503)
+
+    with server.BackgroundServer(app) as running:
+        status, out, err = _conformance(running.base_url, "--wait", "0.5", capsys=capsys)
+    assert (status, out, err.count("\n")) == (1, "", 1)
+    assert "is not reachable: not up within 0.5 s (last: GET /health answered 503)" in err
+
+
+def test_cli_waits_for_a_server_that_starts_late(capsys: pytest.CaptureFixture[str]) -> None:
+    server = pytest.importorskip("refengine.server")
+    import threading
+
+    from refengine import Engine, ManualClock
+
+    port = _free_port()
+    engine = Engine(clock=ManualClock("2024-01-01T00:00:00Z"))
+    started: list[Any] = []
+
+    def start_later() -> None:
+        threading.Event().wait(0.5)  # the runner is already polling GET /health
+        started.append(server.BackgroundServer(server.create_app(engine), port=port).start())
+
+    thread = threading.Thread(target=start_later)
+    thread.start()
+    try:
+        status, out, _err = _conformance(
+            f"http://127.0.0.1:{port}", "--cases", "create.status.*", capsys=capsys
+        )
+    finally:
+        thread.join()
+        for running in started:
+            running.stop()
+    assert status == 0, out
+    assert "PASS  create.status.ok" in out
+
+
+def test_unknown_fields_modes_select_their_cases(catalogue: list[CaseFile]) -> None:
+    for mode in ("reject", "ignore"):
+        results = run_catalogue(
+            InProcessTarget(unknown_fields=mode), catalogue, unknown_fields=mode
+        )
+        failed = [r for r in results if r.status != "pass"]
+        assert failed == [], lines_of(failed)
+        ran = {r.case_id for r in results}
+        assert ("unknown.ignore.create" in ran) == (mode == "ignore")
+        assert ("create.model.unknown-field" in ran) == (mode == "reject")
+        assert "create.ok.custom" in ran  # mode-free cases run in both
+    # a target in the other mode fails exactly the cases written for the mode
+    wrong = run_catalogue(InProcessTarget(unknown_fields="ignore"), catalogue, "unknown.reject.*")
+    assert [r.status for r in wrong] == ["fail"]
+
+
+def test_cli_unknown_fields_option(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = _conformance(
+        "inprocess", "--unknown-fields", "ignore", "--cases", "unknown.*", capsys=capsys
+    )
+    assert status == 0, out
+    assert "PASS  unknown.ignore.create" in out
+    assert "unknown.reject.metric" not in out
+    assert out.endswith("1 case(s) written for --unknown-fields reject were not run\n")
+
+
+def test_skip_entries_only_for_real_differences(catalogue: list[CaseFile]) -> None:
+    [diff] = run_catalogue(RepeatedTagOnce(), catalogue, "agg.acc.repeated-tag")
+    assert "skip entry:" in lines_of([diff])
+    # an unusable target suggests none: see test_cli_dead_port_is_one_line and
+    # test_cli_refusing_target_is_one_line, whose stdout stays empty
+
+
+def test_cli_names_the_json_path_of_a_planted_bug_over_http(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = pytest.importorskip("refengine.server")
+    from refengine import Engine, ManualClock
+    from refengine.models import FeedbackCreateReq
+
+    class TagsOnce(Engine):
+        """A backend that stores each distinct tag once per row."""
+
+        def feedback_create(self, req: Any) -> Any:
+            if isinstance(req, FeedbackCreateReq):
+                req = req.model_copy(update={"scorer_tags": list(dict.fromkeys(req.scorer_tags))})
+            return super().feedback_create(req)
+
+    engine = TagsOnce(clock=ManualClock("2024-01-01T00:00:00Z"))
+    with server.BackgroundServer(server.create_app(engine)) as running:
+        status, out, err = _conformance(
+            running.base_url, "--cases", "agg.acc.repeated-tag", capsys=capsys
+        )
+    assert status == 1, err
+    assert "FAIL  agg.acc.repeated-tag" in out
+    assert "$.buckets[0].tag_counts.good: expected 3 → actual 2" in out
+
+
+def test_update_refuses_the_installed_catalogue(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refengine.conformance import cases
+
+    assert not cases.installed_catalogue(CASES_DIR)  # these tests run on a checkout
+    inside = Path(cases.__file__).resolve().parents[1] / "spec" / "cases"
+    assert cases.installed_catalogue(inside)
+    monkeypatch.setattr(cases, "installed_catalogue", lambda cases_dir: True)
+    assert cli.main(["cases", "--update"]) == 2
+    assert "would write into the installed catalogue" in capsys.readouterr().err
+    assert cli.main(["cases", "--check"]) == 0  # reading it is fine

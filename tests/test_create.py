@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+import emoji
 import pytest
 from pydantic import ValidationError
 
@@ -486,6 +487,23 @@ def test_reaction_payload_processing(engine: Engine) -> None:
         "detoned_alias": ":thumbs_up:",
     }
     assert engine.rows(P)[0].payload == res.payload
+
+
+@pytest.mark.parametrize(
+    ("text", "detoned"),
+    [
+        ("👍🏻", "👍"),
+        ("x👍🏿y", "x👍y"),  # text around the one emoji is kept
+        # two tones: the toneless *name* is another emoji than the sequence with its
+        # modifiers cut out (which would be 👩‍🤝‍👨)
+        ("👩🏽\u200d🤝\u200d👨🏿", "👫"),
+        ("🏾", "🏾"),  # a lone modifier's name has no leading "_": it stays
+    ],
+)
+def test_reaction_detones_by_shortcode(engine: Engine, text: str, detoned: str) -> None:
+    res = engine.feedback_create(req(feedback_type="wandb.reaction.1", payload={"emoji": text}))
+    assert res.payload["detoned"] == detoned
+    assert res.payload["detoned_alias"] == emoji.demojize(detoned)
 
 
 @pytest.mark.parametrize("text", ["", "hello", "👍👎"])

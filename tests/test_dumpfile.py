@@ -105,6 +105,24 @@ def _bad_file(tmp_path: Path, mutate: object) -> Path:
         ),
         (lambda r: json.dumps({**r, "creator": 5}), "column creator must be a string or null"),
         (
+            # a Float64 column cannot hold it; math.isfinite would overflow on it
+            lambda r: json.dumps({**r, "scorer_ratings": {"_rating_": 10**400}}),
+            "column scorer_ratings must be a map of numbers",
+        ),
+        (
+            lambda r: json.dumps({**r, "scorer_tag_confidences": {"a": -(10**400)}}),
+            "column scorer_tag_confidences must be a map of numbers",
+        ),
+        (
+            # a valid instant locally, but before year 1 in UTC: every dump would fail
+            lambda r: json.dumps({**r, "created_at": "0001-01-01T00:00:00+01:00"}),
+            "created_at '0001-01-01T00:00:00+01:00' is out of range once converted to UTC",
+        ),
+        (
+            lambda r: json.dumps({**r, "created_at": "9999-12-31T23:59:59-01:00"}),
+            "is out of range once converted to UTC",
+        ),
+        (
             # json.dumps writes NaN, but no stored payload may hold it (create refuses it)
             lambda r: json.dumps({**r, "payload": {"score": float("nan")}}),
             "Out of range float values are not JSON compliant",
@@ -157,3 +175,23 @@ def test_non_utf8_file_fails_with_line_and_loads_nothing(tmp_path: Path) -> None
     assert info.value.line == 3
     assert info.value.reason.startswith("not UTF-8 text")
     assert len(engine) == 0
+
+
+def test_edge_instants_in_range_load_and_dump(tmp_path: Path) -> None:
+    path = _bad_file(
+        tmp_path, lambda r: json.dumps({**r, "created_at": "0001-01-01T01:00:00+01:00"})
+    )
+    engine = Engine.load(path)
+    engine.dump(tmp_path / "again.jsonl")  # the row written back, in UTC
+    assert (
+        '"created_at": "0001-01-01T00:00:00.000000+00:00"' in (tmp_path / "again.jsonl").read_text()
+    )
+
+
+def test_repeated_ids_load_as_separate_rows(tmp_path: Path) -> None:
+    engine = sample_engine()
+    path = tmp_path / "rows.jsonl"
+    engine.dump(path)
+    path.write_text(path.read_text() * 2)
+    again = Engine.load(path)
+    assert len(again) == 2 * len(engine)  # production stores a repeated id as another row

@@ -199,3 +199,51 @@ def test_aggregates_during_concurrent_creates_see_whole_writes() -> None:
     assert totals == sorted(totals)
     assert engine.feedback_aggregate(request).buckets[0].total_count == 4 * 200 * 2
     engine.check_invariants()
+
+
+# --- unknown fields (SEMANTICS "Errors / Unknown fields") ---------------------------------
+
+
+def test_unknown_fields_default_reject() -> None:
+    engine = Engine(clock=ManualClock("2024-01-01T00:00:00Z"))
+    with pytest.raises(ValidationError, match="extra_forbidden"):
+        engine.feedback_create(simple(surprise=1))
+    with pytest.raises(ValidationError, match="extra_forbidden"):
+        engine.feedback_create_batch({"batch": [simple(), simple(surprise=1)]})
+    assert len(engine) == 0
+
+
+def test_unknown_fields_ignore_drops_them_everywhere() -> None:
+    engine = Engine(clock=ManualClock("2024-01-01T00:00:00Z"), unknown_fields="ignore")
+    engine.feedback_create(simple(surprise=1))
+    engine.feedback_create_batch({"batch": [simple(a=1), simple(b=2)], "c": 3})
+    window = {"project_id": "e/p", "after_ms": 0, "before_ms": 1704153600000, "typo": ["x"]}
+    assert engine.feedback_aggregate(window).buckets[0].total_count == 3
+    stats = engine.feedback_stats(
+        {
+            "project_id": "e/p",
+            "start": "2024-01-01T00:00:00Z",
+            "end": "2024-01-01T01:00:00Z",
+            "metrics": [{"json_path": "x", "aggregations": ["count"], "unit": "s"}],
+        }
+    )
+    assert stats.window_stats == {"x": {"count": None}}  # no row has x
+    with pytest.raises(ValidationError) as info:  # known fields are still checked
+        engine.feedback_create(simple(payload=[], surprise=1))
+    assert [e["loc"] for e in info.value.errors()] == [("payload",)]
+
+
+def test_unknown_fields_mode_is_per_engine() -> None:
+    # Two engines in one thread: the mode travels with each call, not with the thread.
+    lenient = Engine(unknown_fields="ignore")
+    strict = Engine()
+    lenient.feedback_create(simple(surprise=1))
+    with pytest.raises(ValidationError):
+        strict.feedback_create(simple(surprise=1))
+    lenient.feedback_create(simple(surprise=2))
+    assert (len(lenient), len(strict)) == (2, 0)
+
+
+def test_unknown_fields_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="unknown_fields must be 'reject' or 'ignore'"):
+        Engine(unknown_fields="drop")  # type: ignore[arg-type]

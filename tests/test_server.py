@@ -368,6 +368,70 @@ def test_401_comes_before_body_validation(engine: Engine) -> None:
         assert client.post("/feedback/create", content=b"{bad").status_code == 401
 
 
+@pytest.mark.parametrize(
+    "body", [b"{bad", b"[]", json.dumps(note(wb_user_id=7)).encode(), b"x" * 100_000]
+)
+def test_401_whatever_the_body_and_the_body_is_never_read(engine: Engine, body: bytes) -> None:
+    import asyncio
+
+    app = create_app(engine, api_keys={"k": None})
+    reads: list[object] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        reads.append(body)
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/feedback/create",
+        "raw_path": b"/feedback/create",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 401
+    assert reads == []  # refused on its headers alone
+    assert len(engine) == 0
+
+
+def test_unknown_fields_over_http(engine: Engine) -> None:
+    extra = {"not_a_field": 1}
+    with TestClient(create_app(engine)) as client:  # default: reject, as published
+        res = client.post("/feedback/create", json=note(**extra))
+        assert res.status_code == 422
+        assert res.json()["detail"][0]["loc"] == ["body", "not_a_field"]
+    ignoring = Engine(clock=ManualClock(START), unknown_fields="ignore")
+    with TestClient(create_app(ignoring)) as client:
+        assert client.post("/feedback/create", json=note(**extra)).status_code == 200
+        batch = {"batch": [note(1, **extra), note(2)], **extra}
+        assert client.post("/feedback/batch/create", json=batch).status_code == 200
+        stats = {
+            "project_id": PROJECT,
+            "start": "2024-05-01T00:00:00Z",
+            "end": "2024-05-02T00:00:00Z",
+            "metrics": [{"json_path": "score", "aggregations": ["max"], **extra}],
+            **extra,
+        }
+        res = client.post("/feedback/stats", json=stats)
+        assert res.status_code == 200, res.text
+        assert res.json()["window_stats"] == {"score": {"max": 0.5}}
+        # only unknown fields go: a known field that does not fit is still a 422
+        assert client.post("/feedback/create", json=note(payload=3, **extra)).status_code == 422
+    assert len(ignoring) == 3
+    assert all("not_a_field" not in row.payload for row in ignoring.rows(PROJECT))
+
+
 # --- clock control --------------------------------------------------------------------
 
 
@@ -602,3 +666,41 @@ def test_background_server_in_process() -> None:
             assert http.post("/feedback/create", json=note(i, id=f"n{i}")).status_code == 200
     assert sorted(row.id for row in engine.rows(PROJECT)) == sorted(f"n{i}" for i in range(20))
     engine.check_invariants()
+
+
+def test_listening_socket_queues_connections_before_serving() -> None:
+    import socket
+
+    from refengine.server import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
+    try:
+        port = sock.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # accepted into the backlog: nothing serves it yet
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        with pytest.raises(OSError):
+            listening_socket("127.0.0.1", port)  # taken, and listening: no reuse
+    finally:
+        sock.close()
+    with pytest.raises(OverflowError):
+        listening_socket("127.0.0.1", 70000)
+
+
+def test_docs_page_needs_no_network(engine: Engine) -> None:
+    # With keys configured too: the documentation is public, like /health.
+    with TestClient(create_app(engine, api_keys={"k": None})) as client:
+        page = client.get("/docs")
+        assert page.status_code == 200
+        assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page.text)
+        scripts_and_styles = [a for a in assets if a.endswith((".js", ".css"))]
+        assert len(scripts_and_styles) == 2, assets
+        for url in assets:
+            assert url.startswith("/"), f"/docs loads {url} from elsewhere"
+            res = client.get(url)
+            assert res.status_code == 200, url
+        assert "SwaggerUIBundle" in client.get(next(a for a in assets if a.endswith(".js"))).text
+        assert client.get("/docs/oauth2-redirect").status_code == 200
+        assert client.get("/openapi.json").status_code == 200
+    with TestClient(create_app(engine)) as client:
+        assert client.get("/redoc").status_code == 404  # one documentation page, not two

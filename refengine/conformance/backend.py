@@ -41,6 +41,12 @@ class ConformanceError(RuntimeError):
     """The kit itself cannot proceed (a target without a clock hook, a bad case file)."""
 
 
+class TargetUnavailable(ConformanceError):
+    """The target cannot run any case: unreachable, refusing the credentials, or
+    without the clock route. Reported once, in one line, and the run stops: these
+    are not differences, so no case fails for them and no skip entry is suggested."""
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A feedback backend under test.

@@ -18,13 +18,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..models import UnknownFields
 from .backend import Backend, ConformanceError, Outcome, call
 from .targets import DEFAULT_INSTANT, InProcessTarget, counting_ids
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CASES_DIR = REPO_ROOT / "spec" / "cases"
-SCHEMA_PATH = REPO_ROOT / "spec" / "cases.schema.json"
-SEMANTICS_PATH = REPO_ROOT / "spec" / "SEMANTICS.md"
+
+def find_spec_dir() -> Path:
+    """The ``spec/`` directory the kit reads: the copy installed inside the package
+    (``refengine/spec/``, present in a wheel install), else the checkout's ``spec/``
+    (an editable install or a run from the source tree, where ``spec/`` is the one
+    source the installed copy is built from)."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "spec"
+    if (installed / "cases.schema.json").is_file():
+        return installed
+    return package.parent / "spec"
+
+
+SPEC_DIR = find_spec_dir()
+CASES_DIR = SPEC_DIR / "cases"
+SCHEMA_PATH = SPEC_DIR / "cases.schema.json"
+SEMANTICS_PATH = SPEC_DIR / "SEMANTICS.md"
 INDEX_NAME = "INDEX.md"
 SEMANTICS_DRAFTS = ("aggregate.md", "stats.md")  # sections being drafted for SEMANTICS.md
 PLACEHOLDER = "{project}"
@@ -97,7 +111,12 @@ def catalogue_paths(cases_dir: Path = CASES_DIR) -> list[Path]:
 
 
 def load_catalogue(cases_dir: Path = CASES_DIR, *, validate: bool = True) -> list[CaseFile]:
-    """Every case file, validated; raises :class:`ConformanceError` listing the problems."""
+    """Every case file, validated; raises :class:`ConformanceError` listing the problems,
+    or saying in one line that ``cases_dir`` is missing or holds no case file."""
+    if not cases_dir.is_dir():
+        raise ConformanceError(f"no case directory {cases_dir} (--cases-dir names one)")
+    if not catalogue_paths(cases_dir):
+        raise ConformanceError(f"no case files in {cases_dir} (expected *.json case files)")
     files = []
     problems = []
     schema = load_schema() if validate else None
@@ -132,13 +151,27 @@ def duplicate_ids(files: Iterable[CaseFile]) -> list[str]:
 
 
 def selected(
-    files: Sequence[CaseFile], pattern: str | None
+    files: Sequence[CaseFile], pattern: str | None, unknown_fields: UnknownFields | None = None
 ) -> Iterator[tuple[CaseFile, dict[str, Any]]]:
-    """Cases whose id or feature matches ``pattern`` (a glob; plain text is a substring)."""
+    """Cases whose id or feature matches ``pattern`` (a glob; plain text is a substring)
+    and, when ``unknown_fields`` is given, that hold for a target in that mode."""
     for f in files:
         for case in f.cases():
+            if unknown_fields is not None and not applies(case, unknown_fields):
+                continue
             if pattern is None or _matches(pattern, case["id"]) or _matches(pattern, f.feature):
                 yield f, case
+
+
+def case_mode(case: dict[str, Any]) -> UnknownFields:
+    """The unknown-fields mode a case is written for (``"reject"`` when it holds in both)."""
+    return "ignore" if case.get("unknown_fields") == "ignore" else "reject"
+
+
+def applies(case: dict[str, Any], unknown_fields: UnknownFields) -> bool:
+    """Whether ``case`` holds for a target whose unknown-fields mode is ``unknown_fields``."""
+    assumed = case.get("unknown_fields")
+    return assumed is None or assumed == unknown_fields
 
 
 def _matches(pattern: str, text: str) -> bool:
@@ -259,7 +292,7 @@ def updated_file(case_file: CaseFile) -> dict[str, Any]:
     problems = []
     endpoints: set[str] = set()
     for case in data.get("cases", []):
-        target = InProcessTarget(id_factory=counting_ids())
+        target = InProcessTarget(id_factory=counting_ids(), unknown_fields=case_mode(case))
         run = run_case(target, case)
         if run.setup_error is not None:
             problems.append(f"{case['id']}: {run.setup_error}")
@@ -375,7 +408,7 @@ def spec_rules() -> list[str]:
     rules = semantics_rules() if SEMANTICS_PATH.exists() else []
     sections = {r.split(" / ", 1)[0] for r in rules}
     for name in SEMANTICS_DRAFTS:
-        draft = REPO_ROOT / "spec" / "drafts" / name
+        draft = SPEC_DIR / "drafts" / name
         if not draft.exists():
             continue
         extra = semantics_rules(draft)
@@ -468,8 +501,22 @@ def add_cases_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases-dir", type=Path, default=CASES_DIR, help="the case directory")
 
 
+def installed_catalogue(cases_dir: Path) -> bool:
+    """Whether ``cases_dir`` is the copy installed inside the package (read-only:
+    spec/ in a checkout is the source it is built from)."""
+    installed = Path(__file__).resolve().parents[1] / "spec" / "cases"
+    return cases_dir.resolve() == installed
+
+
 def cases_command(args: argparse.Namespace) -> int:
     cases_dir: Path = args.cases_dir
+    if args.update and installed_catalogue(cases_dir):
+        print(
+            f"refengine: error: --update would write into the installed catalogue {cases_dir};"
+            " run it in a checkout of refengine (spec/cases/), or pass --cases-dir",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if args.update or args.check:
             texts = update_catalogue(cases_dir, write=False)
@@ -488,7 +535,7 @@ def cases_command(args: argparse.Namespace) -> int:
             return 0
         files = load_catalogue(cases_dir)
     except ConformanceError as exc:
-        print(exc, file=sys.stderr)
+        print(f"refengine: error: {exc}", file=sys.stderr)
         return 2
     n = sum(len(f.cases()) for f in files)
     print(f"{len(files)} case files, {n} cases: valid")

@@ -12,18 +12,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .backend import Backend, ConformanceError
+from ..models import UNKNOWN_FIELD_MODES, UnknownFields
+from .backend import Backend, ConformanceError, TargetUnavailable
 from .cases import CASES_DIR, add_cases_arguments, cases_command, load_catalogue, selected
 from .runner import load_skips, report, run_catalogue, run_differential, write_junit
 from .targets import HttpTarget, InProcessTarget
 
 DEFAULT_EXAMPLES = 50
+DEFAULT_WAIT = 30.0
 
 
-def make_target(spec: str, api_key: str | None) -> Backend:
-    """``inprocess`` or an ``http(s)://host:port`` base URL."""
+def make_target(
+    spec: str, api_key: str | None, unknown_fields: UnknownFields = "reject"
+) -> Backend:
+    """``inprocess`` (an engine in ``unknown_fields`` mode) or an ``http(s)://host:port``
+    base URL."""
     if spec == "inprocess":
-        return InProcessTarget()
+        return InProcessTarget(unknown_fields=unknown_fields)
     if spec.startswith(("http://", "https://")):
         return HttpTarget(spec, api_key)
     raise ConformanceError(f"--target must be 'inprocess' or an http(s):// URL, got {spec!r}")
@@ -58,7 +63,27 @@ def add_conformance_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"differential run size (default {DEFAULT_EXAMPLES}; 0 skips it)",
     )
     parser.add_argument("--seed", type=int, help="seed for the differential run")
-    parser.add_argument("--cases-dir", type=Path, default=CASES_DIR, help="the case directory")
+    parser.add_argument(
+        "--cases-dir",
+        type=Path,
+        default=CASES_DIR,
+        help="a case directory of your own (default: the catalogue shipped with refengine)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT,
+        metavar="SECONDS",
+        help=f"how long to wait for the target's GET /health (default {DEFAULT_WAIT:g})",
+    )
+    parser.add_argument(
+        "--unknown-fields",
+        choices=UNKNOWN_FIELD_MODES,
+        default="reject",
+        help="what the target does with unknown request fields: 'reject' (422, the "
+        "published contract, refengine's default) or 'ignore' (production since "
+        "2026-07-28); only the cases that hold in that mode run (default: reject)",
+    )
 
 
 def conformance_command(args: argparse.Namespace) -> int:
@@ -66,34 +91,45 @@ def conformance_command(args: argparse.Namespace) -> int:
     try:
         files = load_catalogue(args.cases_dir)
         skips = load_skips(args.skip) if args.skip else {}
-        target = make_target(args.target, args.api_key)
+        if args.wait < 0:
+            raise ConformanceError(f"--wait must be >= 0 seconds, got {args.wait:g}")
+        target = make_target(args.target, args.api_key, args.unknown_fields)
     except ConformanceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not files:
-        print(
-            f"error: no case files in {args.cases_dir} (the catalogue is spec/cases/ in a"
-            " checkout of refengine; run from one, or pass --cases-dir)",
-            file=sys.stderr,
-        )
-        return 2
-    chosen = {case["id"] for _f, case in selected(files, args.cases)}
+        return usage_error(str(exc))
+    chosen = {case["id"] for _f, case in selected(files, args.cases, args.unknown_fields)}
     if not chosen:
-        print(f"error: no case matches {args.cases!r}", file=sys.stderr)
-        return 2
+        return usage_error(
+            f"no case matches {args.cases!r} (--unknown-fields {args.unknown_fields})"
+        )
     try:
-        results = run_catalogue(target, files, args.cases, skips)
+        preflight = getattr(target, "preflight", None)
+        if callable(preflight):
+            preflight(args.wait)
+        results = run_catalogue(target, files, args.cases, skips, args.unknown_fields)
         differential = run_differential(target, args.differential_examples, args.seed)
+    except TargetUnavailable as exc:
+        print(f"refengine: error: {exc}", file=sys.stderr)
+        return 1
     finally:
         close = getattr(target, "close", None)
         if callable(close):
             close()
     unknown = sorted(set(skips) - chosen) if args.cases is None else []
     report(results, differential if args.differential_examples > 0 else None, unknown_skips=unknown)
+    other_mode = sum(1 for _f, _case in selected(files, args.cases)) - len(chosen)
+    if other_mode:
+        other = "ignore" if args.unknown_fields == "reject" else "reject"
+        print(f"{other_mode} case(s) written for --unknown-fields {other} were not run")
     if args.junit:
         write_junit(args.junit, results, differential if args.differential_examples > 0 else None)
     failed = any(r.status == "fail" for r in results) or not differential.passed
     return 1 if failed else 0
+
+
+def usage_error(message: str) -> int:
+    """Report a usage or setup problem in the command line's format; exit status 2."""
+    print(f"refengine: error: {message}", file=sys.stderr)
+    return 2
 
 
 def add_conformance_parser(subparsers: Any) -> argparse.ArgumentParser:

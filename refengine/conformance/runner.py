@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backend import Backend, ConformanceError, Outcome, call
+from ..models import UnknownFields
+from .backend import Backend, ConformanceError, Outcome, TargetUnavailable, call
 from .cases import (
     DEFAULT_COMPARE,
     PLACEHOLDER,
@@ -140,6 +141,8 @@ def run_one(backend: Backend, case_file: CaseFile, case: dict[str, Any]) -> Case
     result = CaseResult(case["id"], case_file.feature, passed=False)
     try:
         run = run_case(backend, case)
+    except TargetUnavailable:
+        raise  # not this case's failure: the whole run stops, reported once
     except ConformanceError as exc:
         result.error = str(exc)
         return result
@@ -167,10 +170,15 @@ def run_catalogue(
     files: Sequence[CaseFile],
     pattern: str | None = None,
     skips: dict[str, Skip] | None = None,
+    unknown_fields: UnknownFields = "reject",
 ) -> list[CaseResult]:
+    """Run the selected cases that hold for a target in the ``unknown_fields`` mode.
+
+    Raises :class:`TargetUnavailable` as soon as the target cannot run cases at all.
+    """
     skips = skips or {}
     results = []
-    for case_file, case in selected(files, pattern):
+    for case_file, case in selected(files, pattern, unknown_fields):
         result = run_one(backend, case_file, case)
         result.skip = skips.get(case["id"])
         results.append(result)
@@ -325,6 +333,8 @@ def report(
                     out(f"        {d.render()}")
                 if len(failure.diffs) > MAX_DIFFS_SHOWN:
                     out(f"        ... and {len(failure.diffs) - MAX_DIFFS_SHOWN} more differences")
+            # Only real differences get here: a target that cannot run cases at all
+            # raised TargetUnavailable and stopped the run before any report.
             out(f"      skip entry: {json.dumps(r.skip_entry(), ensure_ascii=False)}")
     passing_skips = [r.case_id for r in results if r.skip is not None and r.passed]
     if passing_skips:

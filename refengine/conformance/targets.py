@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,8 @@ from pydantic import BaseModel, ValidationError
 from ..clock import ManualClock
 from ..engine import Engine
 from ..errors import InvalidRequest
-from .backend import JSON, ConformanceError, Outcome, error_message
+from ..models import UnknownFields
+from .backend import JSON, Outcome, TargetUnavailable, error_message
 
 DEFAULT_INSTANT = "2024-01-01T00:00:00Z"
 """The clock of a fresh target, and of every case before its first ``at``."""
@@ -42,11 +44,14 @@ class InProcessTarget:
     name = "inprocess"
 
     def __init__(
-        self, engine: Engine | None = None, id_factory: Callable[[], str] | None = None
+        self,
+        engine: Engine | None = None,
+        id_factory: Callable[[], str] | None = None,
+        unknown_fields: UnknownFields = "reject",
     ) -> None:
         self.clock = ManualClock(DEFAULT_INSTANT)
         if engine is None:
-            engine = Engine(clock=self.clock, id_factory=id_factory)
+            engine = Engine(clock=self.clock, id_factory=id_factory, unknown_fields=unknown_fields)
         else:
             engine.clock = self.clock
         self.engine = engine
@@ -54,6 +59,9 @@ class InProcessTarget:
 
     def new_project(self) -> str:
         return f"conformance/p{next(self._projects)}"
+
+    def preflight(self, wait: float) -> None:
+        """Nothing to wait for in process."""
 
     def set_clock(self, instant: str) -> None:
         self.clock.set(instant)
@@ -91,6 +99,8 @@ PATHS = {
     "stats": "/feedback/stats",
 }
 CLOCK_PATH = "/refengine/clock"
+HEALTH_PATH = "/health"
+HEALTH_POLL_SECONDS = 0.1
 
 
 class HttpTarget:
@@ -136,18 +146,52 @@ class HttpTarget:
     def new_project(self) -> str:
         return f"{self._project_prefix}/{self._run_id}-p{next(self._projects)}"
 
+    def preflight(self, wait: float) -> None:
+        """Wait up to ``wait`` seconds until ``GET /health`` gets an answer below 500
+        (a backend without that route answers 404: it is up all the same; a 5xx or
+        no answer means not yet), then set the clock once, so that a target that is
+        down, refuses the credentials or lacks the clock route is reported once
+        (:class:`TargetUnavailable`) before any case.
+
+        Runtime complexity: at most ``wait / HEALTH_POLL_SECONDS + 2`` requests.
+        """
+        import httpx  # noqa: PLC0415 (optional: the server extra)
+
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                response = self._client.get(HEALTH_PATH)
+                problem = f"GET {HEALTH_PATH} answered {response.status_code}"
+                if response.status_code < 500:
+                    break
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() >= deadline:
+                raise TargetUnavailable(
+                    f"{self.name} is not reachable: not up within {wait:g} s "
+                    f"(last: {problem}); is the server running? (--wait sets the limit)"
+                )
+            time.sleep(HEALTH_POLL_SECONDS)
+        self.set_clock(DEFAULT_INSTANT)
+
     def set_clock(self, instant: str) -> None:
         outcome = self._post(CLOCK_PATH, {"now": instant})
-        if outcome.status != 200:
-            hint = (
-                "check --api-key"
-                if outcome.status in (401, 403)
-                else "start the server with a manual clock (refengine serve --clock ...)"
+        if outcome.status == 200:
+            return
+        where = f"{self.name}: POST {CLOCK_PATH} answered {outcome.status}"
+        if outcome.status == 0:
+            raise TargetUnavailable(f"{self.name} stopped answering ({outcome.message})")
+        if outcome.status in (401, 403):
+            raise TargetUnavailable(f"{where}: the credentials were refused; check --api-key")
+        if outcome.status in (404, 405):
+            raise TargetUnavailable(
+                f"{where}: the target has no clock route; the cases need one "
+                "(refengine serve --clock ISO8601, or the same route on your backend)"
             )
-            raise ConformanceError(
-                f"{self.name} refused to set the clock (POST {CLOCK_PATH} → "
-                f"{outcome.status}: {outcome.message}); {hint}"
-            )
+        raise TargetUnavailable(
+            f"{where}: cannot set the clock ({outcome.message}); "
+            "start the server with a manual clock (refengine serve --clock ISO8601)"
+        )
 
     def _post(self, path: str, request: Any) -> Outcome:
         import httpx  # noqa: PLC0415 (optional: the server extra)
