@@ -12,7 +12,7 @@ with one run of the deliberately simple model in ``tests/naive_stats.py``, whose
 answer must agree.
 
 The first query of a metric also parses every stored payload once to build that
-metric's column (``refengine.metric_index``); its time is printed apart, as "first".
+metric's column (``refengine.fast.metric_index``); its time is printed apart, as "first".
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from . import aggregate, dumpfile, stats
+from . import dumpfile
 from .clock import Clock, SystemClock
-from .create import IdFactory, PreparedCreate, RowIdSource, prepare_row, uuid7
+from .fast import aggregate
 from .models import (
     FeedbackAggregateReq,
     FeedbackAggregateRes,
@@ -36,6 +36,8 @@ from .models import (
 )
 from .paths import PathReader
 from .rows import FeedbackRow
+from .semantics import stats
+from .semantics.create import IdFactory, PreparedCreate, RowIdSource, prepare_row, uuid7
 from .store import ProjectStore
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -5,8 +5,8 @@ places a row after every row with an equal key, so rows with the same millisecon
 stay in insertion order without storing a tie-break in the key; each row also
 carries nothing extra for this — the position *is* the sequence.
 
-Each store also owns the :class:`refengine.aggregate_index.AggregateIndex` that
-aggregate queries scan and the :class:`refengine.metric_index.MetricIndex` of
+Each store also owns the :class:`refengine.fast.aggregate_index.AggregateIndex` that
+aggregate queries scan and the :class:`refengine.fast.metric_index.MetricIndex` of
 payload metrics that stats queries read; an insert only tells them when a row
 lands before the end.
 
@@ -22,9 +22,9 @@ from operator import attrgetter
 
 from sortedcontainers import SortedKeyList
 
-from .aggregate_index import AggregateIndex, GroupKey
-from .columns import Columns
-from .metric_index import MetricIndex
+from .fast.aggregate_index import AggregateIndex, GroupKey
+from .fast.columns import Columns
+from .fast.metric_index import MetricIndex
 from .paths import PathReader
 from .rows import FeedbackRow
 
@@ -88,7 +88,7 @@ class ProjectStore:
         column of its values for those rows: one entry per row, NaN for no value.
 
         Brings the metric columns up to date first (see
-        :mod:`refengine.metric_index` for the cost), then ``O(log n + k)`` for the
+        :mod:`refengine.fast.metric_index` for the cost), then ``O(log n + k)`` for the
         ``k`` rows in the window. The lists and arrays are the caller's to keep.
         """
         columns = self._metrics.columns(self._rows, readers)

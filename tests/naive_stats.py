@@ -1,7 +1,7 @@
 """A deliberately simple model of ``POST /feedback/stats`` for the property tests.
 
 Written straight from spec/SEMANTICS.md ("Stats"), sharing no code with
-``refengine.stats`` or ``refengine.paths``: a full scan of every row of the project,
+``refengine.semantics.stats`` or ``refengine.paths``: a full scan of every row of the project,
 one row at a time, exact rational sums, a fresh sort per bucket. It assumes the
 request passed every check (the strategies only draw valid requests) and answers
 with plain dicts: ``{"start", "end", "granularity", "timezone", "buckets",

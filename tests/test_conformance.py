@@ -214,7 +214,7 @@ class StartAlignedStats(InProcessTarget):
         def from_start(start_s: int, end_s: int, g: int) -> range:
             return range(start_s, max(end_s, start_s), g)
 
-        with mock.patch("refengine.stats.bucket_starts", from_start):
+        with mock.patch("refengine.semantics.stats.bucket_starts", from_start):
             return super().feedback_stats(request)
 
 

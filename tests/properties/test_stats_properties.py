@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from naive_stats import naive_stats
 from refengine import Engine, ManualClock
 from refengine.models import FeedbackStatsRes
-from refengine.stats import _window_percentiles, interpolate, select_rank
+from refengine.semantics.stats import _window_percentiles, interpolate, select_rank
 from refengine.synthetic import synthetic_rows
 from strategies import BASE, PROJECT, STATS_ZONES, datasets, populate, stats_requests
 

@@ -30,11 +30,11 @@ from typing import Any, NamedTuple
 import emoji
 from pydantic import BaseModel, Field, ValidationError
 
-from . import errors
-from .errors import InvalidRequest, format_message
-from .models import FeedbackCreateReq, FeedbackCreateRes
-from .refs import ParsedRef, is_call_ref, parse_agent_ref, parse_ref
-from .rows import STATUS_CODES, FeedbackRow, build_row, datetime_to_us, payload_text
+from .. import errors
+from ..errors import InvalidRequest, format_message
+from ..models import FeedbackCreateReq, FeedbackCreateRes
+from ..refs import ParsedRef, is_call_ref, parse_agent_ref, parse_ref
+from ..rows import STATUS_CODES, FeedbackRow, build_row, datetime_to_us, payload_text
 
 MAX_PAYLOAD_CHARS = 1 << 20  # 1 MiB of json.dumps output
 SCORER_TYPES_PREFIX = "wandb.runnable"

@@ -1,4 +1,4 @@
-"""The per-project aggregate index (``refengine.aggregate_index``): it stays a
+"""The per-project aggregate index (``refengine.fast.aggregate_index``): it stays a
 faithful copy of the store through appends, out-of-order inserts and evictions."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import given
 
 from naive_aggregate import naive_aggregate
 from refengine import Engine
-from refengine.aggregate_index import MAX_PARTITIONINGS
+from refengine.fast.aggregate_index import MAX_PARTITIONINGS
 from refengine.rows import FeedbackRow
 from refengine.store import ProjectStore
 from strategies import PROJECT, aggregate_requests, interleaved_steps, replay

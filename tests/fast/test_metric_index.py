@@ -1,4 +1,4 @@
-"""The per-project stats metric columns (``refengine.metric_index``): they stay a
+"""The per-project stats metric columns (``refengine.fast.metric_index``): they stay a
 faithful reading of the stored payloads through appends, out-of-order inserts and
 evictions."""
 
@@ -13,7 +13,7 @@ from hypothesis import given
 
 from naive_stats import naive_stats
 from refengine import Engine, ManualClock
-from refengine.metric_index import MAX_METRIC_COLUMNS, PARSE_CHUNK
+from refengine.fast.metric_index import MAX_METRIC_COLUMNS, PARSE_CHUNK
 from refengine.paths import compile_path
 from refengine.rows import FeedbackRow
 from refengine.store import ProjectStore

@@ -8,7 +8,7 @@ extraction (:mod:`refengine.paths`), aggregations and the response shape.
 
 How it runs: one bisect-bounded window of the project's rows (already in
 ``created_at`` order) with, per numeric or boolean metric, the matching slice of
-the project's column of that metric's values (:mod:`refengine.metric_index`: each
+the project's column of that metric's values (:mod:`refengine.fast.metric_index`: each
 stored payload is parsed once per metric, not once per query); filtered, then cut
 into buckets by bisection on ``created_at_ms`` — no per-row division. Each
 bucket's values are one slice of each column, its no-value entries dropped at C
@@ -33,11 +33,11 @@ from operator import and_, attrgetter
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
-from . import errors
-from .errors import InvalidRequest, format_message
-from .models import FeedbackMetricSpec, FeedbackStatsReq, FeedbackStatsRes
-from .paths import PathReader, compile_path, found
-from .rows import FeedbackRow, datetime_to_us
+from .. import errors
+from ..errors import InvalidRequest, format_message
+from ..models import FeedbackMetricSpec, FeedbackStatsReq, FeedbackStatsRes
+from ..paths import PathReader, compile_path, found
+from ..rows import FeedbackRow, datetime_to_us
 
 StatsWindowFn = Callable[
     [str, int, int, Sequence[PathReader]], "tuple[list[FeedbackRow], list[array[float]]]"

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from refengine import Engine, InvalidRequest, ManualClock
-from refengine.stats import (
+from refengine.semantics.stats import (
     auto_granularity,
     interpolate,
     percentile_level,

@@ -33,11 +33,11 @@ Semantics (spec/SEMANTICS.md, "Aggregate"; production facts in SEMANTICS-NOTES �
   code point. The response echoes ``after_ms``, ``before_ms`` and
   ``time_bucket_seconds``.
 
-How it runs: the store keeps an index (:mod:`refengine.aggregate_index`) with
+How it runs: the store keeps an index (:mod:`refengine.fast.aggregate_index`) with
 the rows as columns — time, a code for the row's string dimensions (its
 *profile*), a code for its tags and rating keys (its *signature*), and per rating
 key the values — split into one partition per group_by value. The engine hands
-this module a copy of each partition's window (:class:`refengine.columns.Columns`).
+this module a copy of each partition's window (:class:`refengine.fast.columns.Columns`).
 
 1. **Filters** are compiled once per request (:func:`compile_filters`). The string
    filters are decided once per distinct profile and the tags filter once per
@@ -53,7 +53,7 @@ this module a copy of each partition's window (:class:`refengine.columns.Columns
 
 Complexity, for ``k`` window rows in ``g`` groups making ``c`` cells, with ``s``
 distinct signatures per cell and ``r`` rating keys: ``O(k r + c s + c log c)``
-once the index is current (see :mod:`refengine.aggregate_index` for
+once the index is current (see :mod:`refengine.fast.aggregate_index` for
 keeping it so). Measured figures: ``benchmarks/bench_aggregate.py``.
 """
 
@@ -69,9 +69,9 @@ from itertools import repeat
 from operator import add, and_, ge, itemgetter, le, methodcaller
 from typing import Any
 
+from ..models import FeedbackAggregateBucket, FeedbackAggregateReq, FeedbackAggregateRes
+from ..rows import STATUS_ORDER
 from .columns import PROFILE_FIELDS, Codebook, Columns, Signature
-from .models import FeedbackAggregateBucket, FeedbackAggregateReq, FeedbackAggregateRes
-from .rows import STATUS_ORDER
 
 RATING_KEY = "_rating_"
 """The only rating key that ``rating_min`` / ``rating_max`` consult."""
@@ -108,7 +108,7 @@ def _type_prefixes(values: Iterable[str]) -> Callable[[str], bool]:
 @dataclass(frozen=True)
 class Filters:
     """A request's filters, compiled. ``profile`` tests a row's profile tuple
-    (:data:`refengine.columns.PROFILE_FIELDS`), ``tags`` is the any-of tag set,
+    (:data:`refengine.fast.columns.PROFILE_FIELDS`), ``tags`` is the any-of tag set,
     ``rating`` the inclusive ``_rating_`` bounds; ``None`` is no filter."""
 
     profile: Callable[[tuple[str, ...]], bool] | None

@@ -32,8 +32,8 @@ from typing import Any
 
 from sortedcontainers import SortedKeyList
 
+from ..paths import PathReader, ValueType, compile_path
 from . import lru
-from .paths import PathReader, ValueType, compile_path
 
 MAX_METRIC_COLUMNS = 8
 """How many metric columns a project keeps between queries."""
@@ -71,7 +71,7 @@ class MetricIndex(lru.StaleMark):
 
     def __init__(self) -> None:
         super().__init__()
-        self._columns: dict[MetricKey, array[float]] = {}  # see refengine.lru
+        self._columns: dict[MetricKey, array[float]] = {}  # see refengine.fast.lru
 
     def columns(self, rows: SortedKeyList, readers: Sequence[PathReader]) -> list[array[float]]:
         """The current column of each reader's metric (numeric or boolean), in

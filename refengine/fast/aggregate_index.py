@@ -1,6 +1,6 @@
 """The per-project index that ``POST /feedback/aggregate`` scans.
 
-It keeps the project's rows as :class:`refengine.columns.Columns` twice over:
+It keeps the project's rows as :class:`refengine.fast.columns.Columns` twice over:
 
 * the **master** columns mirror the store row for row (same positions), and
 * a **partitioning** per ``group_by`` set splits them by the group values — one
@@ -99,7 +99,7 @@ class AggregateIndex(lru.StaleMark):
         self.profiles: Codebook[tuple[str, ...]] = Codebook()
         self.signatures: Codebook[Signature] = new_signatures()
         self.master = Columns()
-        self._partitionings: dict[tuple[str, ...], Partitioning] = {}  # see refengine.lru
+        self._partitionings: dict[tuple[str, ...], Partitioning] = {}  # see refengine.fast.lru
 
     def sync(self, rows: SortedKeyList) -> None:
         """Make the master columns mirror ``rows`` (the store). ``O(m)`` for ``m``

@@ -1,4 +1,4 @@
-"""Column storage of the aggregate fields (``refengine.columns``)."""
+"""Column storage of the aggregate fields (``refengine.fast.columns``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from refengine.columns import (
+from refengine.fast.columns import (
     PROFILE_FIELDS,
     Codebook,
     Columns,

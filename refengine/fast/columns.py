@@ -33,7 +33,7 @@ from itertools import compress, pairwise, repeat
 from operator import attrgetter
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from .rows import FeedbackRow
+from ..rows import FeedbackRow
 
 PROFILE_FIELDS: tuple[str, ...] = (
     "feedback_type",
