@@ -41,9 +41,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from naive_aggregate import naive_aggregate
 from refengine import Engine
 from refengine.synthetic import synthetic_rows
+from reference import reference_aggregate
 
 PROJECT = "bench/agent"
 START = datetime(2024, 5, 1, tzinfo=timezone.utc)
@@ -71,7 +71,7 @@ def run_engine(engine: Engine, requests: list[dict[str, Any]]) -> list[Any]:
 
 
 def run_naive(engine: Engine, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [naive_aggregate(engine, r) for r in requests]
+    return [reference_aggregate(engine, r) for r in requests]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,9 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from naive_stats import naive_stats
 from refengine import Engine, ManualClock
 from refengine.synthetic import synthetic_rows
+from reference import reference_stats
 
 PROJECT = "bench/stats"
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)
@@ -91,7 +91,7 @@ def main() -> None:
         req = {**base, "metrics": metrics}
         first, seconds, res = best_of(args.repeat, lambda req=req: engine.feedback_stats(req))
         t1 = time.perf_counter()
-        expected = naive_stats(engine, req)
+        expected = reference_stats(engine, req)
         naive_seconds = time.perf_counter() - t1
         agree = res.buckets == expected["buckets"] and res.window_stats == expected["window_stats"]
         window_rows = sum(b["count"] for b in res.buckets)

@@ -114,6 +114,7 @@ GRANULARITY_TOO_LARGE = (  # refengine: the first bucket would start before year
 
 # --- engine --------------------------------------------------------------------------
 
+UNKNOWN_EXECUTOR = "unknown executor {name!r}: expected one of {choices}"
 LOAD_BAD_JSON = "not valid JSON: {detail}"
 LOAD_BAD_ROW = "not a feedback row: {detail}"
 

@@ -92,6 +92,18 @@ _intern = sys.intern
 # Optional columns are interned as ``value and _intern(value)``: None stays None.
 
 
+def with_id(row: FeedbackRow, ident: str) -> FeedbackRow:
+    """``row`` with its ``id`` set to ``ident`` (a new tuple; ``row`` is unchanged).
+
+    >>> row = make_row(id="", project_id="e/p", weave_ref="r", wb_user_id="u",
+    ...                creator=None, created_at_us=0, feedback_type="custom", payload={})
+    >>> with_id(row, "x").id, row.id
+    ('x', '')
+    """
+    # One C-level tuple build: ``_replace`` walks the thirty fields in Python.
+    return tuple.__new__(FeedbackRow, (ident, *row[1:]))
+
+
 def make_row(
     *,
     id: str,

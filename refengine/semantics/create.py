@@ -2,8 +2,9 @@
 
 :func:`prepare_row` runs production's checks in production's order (the first
 failure is reported, as :class:`InvalidRequest`), processes the payload, and
-returns the row to store with the response to send. It writes nothing: the engine
-stores the rows of a single create or a whole batch only once every item passed.
+returns the row to store, its id not yet drawn when the request has none. It writes
+nothing: the engine draws ids and stores the rows of a single create or a whole
+batch only once every item passed (spec/SEMANTICS.md, "Create / Batches").
 
 Steps (spec/SEMANTICS.md, "Create"):
 
@@ -69,17 +70,33 @@ _FIXED_SCHEMAS: dict[str, type[BaseModel]] = {
 
 
 class PreparedCreate(NamedTuple):
-    """A validated create: the row to store and the response to return."""
+    """A validated create: the row to store — with the request's id, or ``""`` when
+    the id is still to be drawn (:attr:`needs_id`) — and what the response echoes."""
 
     row: FeedbackRow
-    response: FeedbackCreateRes
+    created_at: datetime
+    payload: dict[str, Any]
+
+    @property
+    def needs_id(self) -> bool:
+        """True when the request gave no id: the engine draws one as it stores it."""
+        return not self.row.id
+
+    def response(self, row: FeedbackRow) -> FeedbackCreateRes:
+        """The create response for ``row``, this create's row as stored (id drawn)."""
+        result: FeedbackCreateRes = _new_response(
+            {
+                "id": row.id,
+                "created_at": self.created_at,
+                "wb_user_id": row.wb_user_id,
+                "payload": self.payload,
+            }
+        )
+        return result
 
 
 IdFactory = Callable[[], str]
 """A caller's source of row ids (``Engine(id_factory=...)``)."""
-
-RowIdSource = Callable[[int], str]
-"""What :func:`prepare_row` draws an id from: given the row's ``created_at_ms``."""
 
 
 def uuid7(ms: int | None = None) -> str:
@@ -102,16 +119,14 @@ _UUID7_KEEP = (1 << 128) - 1 & ~(0xF << 76) & ~(0x3 << 62)  # every other bit
 
 
 def prepare_row(
-    req: FeedbackCreateReq,
-    *,
-    now: datetime,
-    default_user_id: str | None,
-    new_id: RowIdSource = uuid7,
+    req: FeedbackCreateReq, *, now: datetime, default_user_id: str | None
 ) -> PreparedCreate:
-    """Validate ``req`` and build its row, stamped ``now``. Raises InvalidRequest.
+    """Validate ``req`` and build its row, stamped ``now``, without drawing an id
+    (the first phase of a create; see :class:`PreparedCreate`). Raises
+    InvalidRequest, and changes nothing, so a rejected batch uses up no ids.
 
-    Runs in time linear in the size of the request (the payload is serialised
-    once, and walked once more only to name a non-finite number).
+    Runtime complexity: linear in the size of the request (the payload is
+    serialised once, and walked once more only to name a non-finite number).
     """
     # 1. the user
     user_id = req.wb_user_id if req.wb_user_id is not None else default_user_id
@@ -157,15 +172,13 @@ def prepare_row(
     # 9. the status enum (production fails the insert), then the row
     if req.span_status_code not in STATUS_CODES:
         raise InvalidRequest(format_message(errors.BAD_STATUS_CODE, value=req.span_status_code))
-    created_at_us = datetime_to_us(now)
-    row_id = req.id or new_id(created_at_us // 1000)
     row = build_row(
-        row_id,
+        req.id or "",
         req.project_id,
         req.weave_ref,
         user_id,
         req.creator,
-        created_at_us,
+        datetime_to_us(now),
         ftype,
         payload_dump,
         req.annotation_ref,
@@ -186,10 +199,7 @@ def prepare_row(
         trace_id,
         req.scorer_trace_id,
     )
-    response: FeedbackCreateRes = _new_response(
-        {"id": row_id, "created_at": now, "wb_user_id": user_id, "payload": payload}
-    )
-    return PreparedCreate(row, response)
+    return PreparedCreate(row, now, payload)
 
 
 # The response model validated from a dict in one C call: a third cheaper than its

@@ -1,63 +1,39 @@
-"""``POST /feedback/stats``: payload metrics per epoch-aligned time bucket.
+"""``POST /feedback/stats``: the checks, the plan, and the reference fold.
 
-Rules (spec/SEMANTICS.md, "Stats"): checks after the model, the no-metrics short
-cut, granularity (explicit or auto, then the 10,000-bucket cap), buckets aligned to
-multiples of the granularity since the Unix epoch whatever the zone, every bucket
-emitted, timestamps rendered in the zone's offset at that instant, filters, metric
-extraction (:mod:`refengine.paths`), aggregations and the response shape.
-
-How it runs: one bisect-bounded window of the project's rows (already in
-``created_at`` order) with, per numeric or boolean metric, the matching slice of
-the project's column of that metric's values (:mod:`refengine.fast.metric_index`: each
-stored payload is parsed once per metric, not once per query); filtered, then cut
-into buckets by bisection on ``created_at_ms`` — no per-row division. Each
-bucket's values are one slice of each column, its no-value entries dropped at C
-speed; the window statistics are folded from the buckets' values. Sums
-are correctly rounded (:func:`math.fsum`, exact rationals if an intermediate
-overflows), so the oracle's answer is the exact one. Sorting happens only when
-percentiles were asked for.
+Every function implements one rule of spec/SEMANTICS.md, "Stats", and names its
+heading; the time grid is in :mod:`refengine.semantics.stats_time` and the exact
+arithmetic in :mod:`refengine.semantics.exact`. :func:`plan` runs every check and
+resolves every default (a missing ``end`` is the engine clock's now); :func:`fold`
+is deliberately plain: one row at a time, each payload parsed for each metric, a
+fresh sort per bucket. The fast fold (:mod:`refengine.fast.stats`) answers the same
+plan and must agree with it.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from array import array
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
-from fractions import Fraction
-from functools import lru_cache
-from itertools import chain, compress
-from operator import and_, attrgetter
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 from .. import errors
 from ..errors import InvalidRequest, format_message
 from ..models import FeedbackMetricSpec, FeedbackStatsReq, FeedbackStatsRes
-from ..paths import PathReader, compile_path, found
+from ..paths import PathReader, compile_path
 from ..rows import FeedbackRow, datetime_to_us
-
-StatsWindowFn = Callable[
-    [str, int, int, Sequence[PathReader]], "tuple[list[FeedbackRow], list[array[float]]]"
-]
-"""``(project_id, after_ms, before_ms, readers)`` → the rows in that window, and per
-reader the column of its values for them (see ``ProjectStore.stats_window``)."""
-
-NO_METRICS_GRANULARITY = 3600
-MAX_BUCKETS = 10_000
-AUTO_GRANULARITY: tuple[tuple[timedelta, int], ...] = (
-    (timedelta(hours=2), 300),
-    (timedelta(hours=12), 3600),
-    (timedelta(days=3), 21600),
-    (timedelta(days=14), 43200),
+from .exact import exact_sum, interpolate, mean, percentile_level
+from .stats_time import (
+    NO_METRICS_GRANULARITY,
+    bucket_starts,
+    check_renderable,
+    render_timestamp,
+    resolve_granularity,
+    zone_of,
 )
-AUTO_GRANULARITY_MAX = 86400
-FIRST_RENDERABLE_S = -62_135_596_800  # 0001-01-01T00:00:00Z
-JSON_PATH_RE = re.compile(r"[a-zA-Z0-9_. ]+")
 
-_created_at_ms = attrgetter("created_at_ms")
+JSON_PATH_RE = re.compile(r"[a-zA-Z0-9_. ]+")
 
 
 class MetricPlan(NamedTuple):
@@ -70,163 +46,16 @@ class MetricPlan(NamedTuple):
     percentiles: tuple[tuple[str, float], ...]  # (name such as 'p95', level)
 
 
-# --- small pure rules ------------------------------------------------------------------
-
-
 def slug_of(json_path: str) -> str:
-    """``'output.score'`` → ``'output_score'``; spaces become ``_`` too."""
+    """Stats / Response shape: ``'output.score'`` → ``'output_score'``; spaces
+    become ``_`` too."""
     return json_path.replace(".", "_").replace(" ", "_")
 
 
 def percentile_name(p: float) -> str:
-    """``95.0`` → ``'p95'``; ``99.9`` → ``'p99.9'`` (refengine; production fails)."""
+    """Stats / Response shape: ``95.0`` → ``'p95'``; ``99.9`` → ``'p99.9'``
+    (refengine; production fails)."""
     return f"p{int(p)}" if float(p).is_integer() else f"p{p}"
-
-
-def percentile_level(p: float) -> float:
-    """The quantile level production sends: ``p / 100`` rounded to 6 decimals."""
-    return round(p / 100, 6)
-
-
-def auto_granularity(span: timedelta) -> int:
-    """Bucket width for a range (exact, untruncated); boundaries are inclusive."""
-    for limit, seconds in AUTO_GRANULARITY:
-        if span <= limit:
-            return seconds
-    return AUTO_GRANULARITY_MAX
-
-
-def resolve_granularity(requested: int | None, span: timedelta) -> int:
-    """``requested`` (null or 0: auto), then widened so at most ~10,000 buckets."""
-    g = requested or auto_granularity(span)
-    total = span.total_seconds()
-    if total / g > MAX_BUCKETS:
-        g = max(g, int(total / MAX_BUCKETS) + 1)
-    return g
-
-
-def bucket_starts(start_s: int, end_s: int, g: int) -> range:
-    """Epoch seconds ``A + i·g`` for every i with ``A + i·g < end_s``, A = floor(start_s/g)·g."""
-    first = start_s // g * g
-    return range(first, max(end_s, first), g)
-
-
-def interpolate(ordered: list[float], level: float) -> float:
-    """Linear interpolation at index ``level·(n−1)`` of sorted values (numpy 'linear').
-
-    Bit for bit numpy's ``_lerp`` whenever the neighbours' difference is finite; if
-    it overflows, the weighted mean of the neighbours, kept between them.
-    """
-    return interpolate_ranks(ordered.__getitem__, len(ordered), level)
-
-
-def interpolate_ranks(value_at: Callable[[int], float], n: int, level: float) -> float:
-    """:func:`interpolate` over ``n`` values given by ``value_at(rank)`` (0-based)."""
-    index = level * (n - 1)
-    lo = math.floor(index)
-    if lo >= n - 1:
-        return value_at(n - 1)
-    t = index - lo
-    a = value_at(lo)
-    if t == 0:
-        return a
-    b = value_at(lo + 1)
-    if a == b:
-        return a
-    diff = b - a
-    if math.isinf(diff):
-        return min(max(a * (1 - t) + b * t, a), b)
-    if t >= 0.5:
-        return b - diff * (1 - t)
-    return a + diff * t
-
-
-def select_rank(lists: list[list[float]], rank: int) -> float:
-    """The value at 0-based ``rank`` in the sorted union of the sorted ``lists``.
-
-    No merge: for each list in turn, binary-search it for an element x with
-    #(values < x) <= rank < #(values <= x), counting by bisection in every list.
-    The wanted value is in some list, and that list's search finds it.
-    O(m² log n) for m lists — cheaper than sorting n values when m is small.
-    """
-    for candidates in lists:
-        lo, hi = 0, len(candidates) - 1
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            x = candidates[mid]
-            if sum([bisect_left(values, x) for values in lists]) > rank:
-                hi = mid - 1
-            elif sum([bisect_right(values, x) for values in lists]) <= rank:
-                lo = mid + 1
-            else:
-                return x
-    raise IndexError(f"rank {rank} is out of range")
-
-
-def _window_percentiles(
-    lists: list[list[float]], n: int, levels: list[float]
-) -> list[float | None]:
-    """Percentiles over every value of the sorted ``lists`` (n values in all)."""
-    if n == 0:
-        return [None for _ in levels]
-    m = len(lists)
-    # selection costs ~m² log n per rank (two ranks per level); a merge ~n log m
-    if m * m * 4 * len(levels) * max(n.bit_length(), 1) < n * max(m.bit_length(), 1):
-        ranks: dict[int, float] = {}
-
-        def value_at(rank: int) -> float:
-            if rank not in ranks:
-                ranks[rank] = select_rank(lists, rank)
-            return ranks[rank]
-
-        return [interpolate_ranks(value_at, n, level) for level in levels]
-    # each bucket's list is sorted already: Timsort merges the runs
-    ordered = sorted(chain.from_iterable(lists))
-    return [interpolate(ordered, level) for level in levels]
-
-
-def exact_sum(lists: list[list[float]]) -> tuple[float, Fraction | None]:
-    """The correctly rounded sum of every value in ``lists``, and the exact sum when
-    an intermediate overflowed the float range (``None`` otherwise)."""
-    try:
-        return math.fsum(chain.from_iterable(lists)), None
-    except OverflowError:
-        exact = sum(map(Fraction, chain.from_iterable(lists)), Fraction(0))
-        return fraction_to_float(exact), exact
-
-
-def fraction_to_float(value: Fraction) -> float:
-    """Correctly rounded; beyond the float range, an infinity of the right sign."""
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
-
-
-def mean(total: float, exact: Fraction | None, count: int) -> float:
-    """``total / count``; if the sum overflowed, the correctly rounded exact mean."""
-    if exact is not None and math.isinf(total):
-        return fraction_to_float(exact / count)
-    return total / count
-
-
-@lru_cache(maxsize=1)
-def _known_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
-
-
-def zone_of(name: str) -> ZoneInfo:
-    """The IANA zone ``name`` ('' means UTC); unknown names raise InvalidRequest."""
-    if name == "":
-        name = "UTC"
-    if name not in _known_zones():
-        raise InvalidRequest(format_message(errors.UNKNOWN_TIMEZONE, tz=name))
-    return ZoneInfo(name)
-
-
-def render_timestamp(epoch_s: int, zone: ZoneInfo) -> str:
-    """ISO 8601 in ``zone``'s offset at that instant: ``'2024-03-08T19:00:00-05:00'``."""
-    return datetime.fromtimestamp(epoch_s, zone).isoformat()
 
 
 # --- checks ------------------------------------------------------------------------------
@@ -305,206 +134,255 @@ def bucket_keys(plan: MetricPlan) -> list[str]:
     return keys
 
 
-# --- the query ---------------------------------------------------------------------------
+# --- the plan ------------------------------------------------------------------------------
 
 
-def feedback_stats(req: FeedbackStatsReq, window: StatsWindowFn) -> FeedbackStatsRes:
-    """Answer ``req`` (``end`` already resolved) from ``window`` (see :data:`StatsWindowFn`)."""
-    if req.end is None:
-        raise ValueError("feedback_stats needs a resolved end (Engine.feedback_stats does it)")
-    start, end = req.start, req.end
-    if not req.metrics:
-        return FeedbackStatsRes(
-            start=start,
-            end=end,
-            granularity=NO_METRICS_GRANULARITY,
-            timezone=req.timezone,
-            buckets=[],
-            window_stats=None,
-        )
-    zone, plans = check_request(req)
-    g = resolve_granularity(req.granularity, end - start)
-    start_s = datetime_to_us(start) // 1_000_000
-    end_s = datetime_to_us(end) // 1_000_000
-    starts = bucket_starts(start_s, end_s, g)
-    if starts.start < FIRST_RENDERABLE_S:
-        raise InvalidRequest(format_message(errors.GRANULARITY_TOO_LARGE, g=g))
+@dataclass(frozen=True)
+class StatsPlan:
+    """A checked stats request with every default resolved.
 
-    readers = [plan.reader for plan in plans if plan.reader.column is not None]
-    rows, columns = _filtered(req, *window(req.project_id, start_s * 1000, end_s * 1000, readers))
-    counts, values = _fold(rows, columns, starts, plans)
-
-    # per metric, the min and max of each non-empty bucket (the window's come from them)
-    extremes: list[tuple[list[float], list[float]]] = [([], []) for _ in plans]
-    buckets: list[dict[str, Any]] = []
-    for i, bucket_start in enumerate(starts):
-        bucket: dict[str, Any] = {"timestamp": render_timestamp(bucket_start, zone)}
-        n_rows = counts[i]
-        for plan, per_bucket, seen in zip(plans, values, extremes, strict=True):
-            found = per_bucket[i] if per_bucket is not None else None
-            _bucket_aggregates(bucket, plan, found, n_rows, seen)
-        bucket["count"] = n_rows
-        buckets.append(bucket)
-
-    window_stats = {
-        plan.slug: _window_aggregates(plan, per_bucket, len(rows), seen)
-        for plan, per_bucket, seen in zip(plans, values, extremes, strict=True)
-    }
-    return FeedbackStatsRes(
-        start=start,
-        end=end,
-        granularity=g,
-        timezone=req.timezone,
-        buckets=buckets,
-        window_stats=window_stats,
-    )
-
-
-def _filtered(
-    req: FeedbackStatsReq, rows: list[FeedbackRow], columns: list[array[float]]
-) -> tuple[list[FeedbackRow], list[array[float]]]:
-    keep: list[bool] | None = None
-    feedback_type = req.feedback_type
-    if feedback_type is not None:
-        keep = [r.feedback_type == feedback_type for r in rows]
-    trigger_ref = req.trigger_ref
-    if trigger_ref is not None:
-        if trigger_ref.endswith(":*"):
-            prefix = trigger_ref[:-2]
-            matches = [r.trigger_ref is not None and r.trigger_ref.startswith(prefix) for r in rows]
-        else:
-            matches = [r.trigger_ref == trigger_ref for r in rows]
-        keep = matches if keep is None else list(map(and_, keep, matches))
-    if keep is None:
-        return rows, columns
-    return list(compress(rows, keep)), [array("d", compress(c, keep)) for c in columns]
-
-
-def _fold(
-    rows: list[FeedbackRow], columns: list[array[float]], starts: range, plans: list[MetricPlan]
-) -> tuple[list[int], list[list[list[float] | None] | None]]:
-    """Rows per bucket, and per metric the values found in each bucket.
-
-    ``columns`` hold the values of the numeric and boolean metrics, in plan order,
-    one entry per row. Categorical metrics keep no values (every row has one: the
-    count is the rows). Rows are in ``created_at`` order, so each bucket is one
-    slice, found by bisection.
+    ``after_ms`` / ``before_ms`` bound the rows read (``S·1000`` and ``E·1000``);
+    ``starts`` are the buckets' epoch seconds; ``metrics`` is empty (and ``zone``
+    ``None``) for a request without metrics, which reads no row.
     """
-    n_buckets = len(starts)
-    counts = [0] * n_buckets
-    values: list[list[list[float] | None] | None] = [
-        None if plan.reader.column is None else [None] * n_buckets for plan in plans
-    ]
-    readers = [
-        (per_bucket, bool(plan.percentiles))
-        for plan, per_bucket in zip(plans, values, strict=True)
-        if per_bucket is not None
-    ]
-    first, g = starts.start, starts.step
-    lo, n = 0, len(rows)
-    while lo < n:
-        index = (rows[lo].created_at_ms // 1000 - first) // g
-        hi = bisect_left(rows, (first + (index + 1) * g) * 1000, lo, n, key=_created_at_ms)
-        counts[index] = hi - lo
-        for (per_bucket, keep_sorted), column in zip(readers, columns, strict=True):
-            in_bucket = found(column[lo:hi])
-            if keep_sorted:
-                in_bucket.sort()
-            per_bucket[index] = in_bucket
-        lo = hi
-    return counts, values
+
+    project_id: str
+    start: datetime
+    end: datetime
+    timezone: str
+    zone: ZoneInfo | None
+    granularity: int
+    starts: range
+    metrics: tuple[MetricPlan, ...]
+    feedback_type: str | None
+    trigger_ref: str | None
+
+    @property
+    def after_ms(self) -> int:
+        """``S·1000``: the first millisecond a row may have."""
+        return self.start_s * 1000
+
+    @property
+    def before_ms(self) -> int:
+        """``E·1000``: the first millisecond past the window."""
+        return datetime_to_us(self.end) // 1_000_000 * 1000
+
+    @property
+    def start_s(self) -> int:
+        """``S``: ``start`` truncated to whole epoch seconds."""
+        return datetime_to_us(self.start) // 1_000_000
 
 
-def _bucket_aggregates(
-    out: dict[str, Any],
-    plan: MetricPlan,
-    found: list[float] | None,
-    n_rows: int,
-    seen: tuple[list[float], list[float]],
-) -> None:
-    slug = plan.slug
-    if plan.spec.value_type == "categorical":
-        for agg in plan.aggregations:  # only 'count' passes the checks
-            out[f"{agg}_{slug}"] = n_rows
-        return
-    vals = found or []
-    n = len(vals)
-    total: float | None = None
-    exact: Fraction | None = None
-    for agg in plan.aggregations:
-        key = f"{agg}_{slug}"
-        if agg == "count":
-            out[key] = n
-        elif agg == "count_true":
-            out[key] = vals.count(1.0)
-        elif agg == "count_false":
-            out[key] = vals.count(0.0)
-        elif n == 0:
-            out[key] = 0.0 if agg in ("sum", "avg") else None
-        elif agg in ("sum", "avg"):
-            if total is None:
-                total, exact = exact_sum([vals])
-            out[key] = total if agg == "sum" else mean(total, exact, n)
-        elif agg == "min":
-            out[key] = low = vals[0] if plan.percentiles else min(vals)
-            seen[0].append(low)
-        else:  # max
-            out[key] = high = vals[-1] if plan.percentiles else max(vals)
-            seen[1].append(high)
-    for name, level in plan.percentiles:
-        out[f"{name}_{slug}"] = interpolate(vals, level) if n else None
+def resolve_end(req: FeedbackStatsReq, now: datetime) -> FeedbackStatsReq:
+    """Stats / Request and model checks: a missing ``end`` is ``now``, and the request
+    is validated again so the range checks apply to it as model errors."""
+    if req.end is not None:
+        return req
+    return FeedbackStatsReq.model_validate({**req.model_dump(), "end": now})
 
 
-def _window_aggregates(
-    plan: MetricPlan,
-    per_bucket: list[list[float] | None] | None,
-    n_rows: int,
-    seen: tuple[list[float], list[float]],
-) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    if per_bucket is None:  # categorical: every row has a value
-        for agg in plan.aggregations:
-            out[agg] = float(n_rows) if n_rows else None
-        return out
-    lists = [vals for vals in per_bucket if vals]
-    n = sum(map(len, lists))
-    total: float | None = None
-    exact: Fraction | None = None
-    for agg in plan.aggregations:
-        if agg == "count_true":
-            out[agg] = float(sum(vals.count(1.0) for vals in lists))
-        elif agg == "count_false":
-            out[agg] = float(sum(vals.count(0.0) for vals in lists))
-        elif n == 0:
-            out[agg] = None
-        elif agg == "count":
-            out[agg] = float(n)
-        elif agg in ("sum", "avg"):
-            if total is None:
-                total, exact = exact_sum(lists)
-            out[agg] = total if agg == "sum" else mean(total, exact, n)
-        elif agg == "min":  # every non-empty bucket recorded its min
-            out[agg] = min(seen[0])
-        else:  # max
-            out[agg] = max(seen[1])
-    levels = [level for _, level in plan.percentiles]
-    for (name, _), value in zip(
-        plan.percentiles, _window_percentiles(lists, n, levels), strict=True
-    ):
-        out[name] = value
+def plan(req: FeedbackStatsReq, now: datetime) -> StatsPlan:
+    """Every check and default of a stats request, in the spec's order (the first
+    failure raises InvalidRequest; a missing ``end`` may raise ValidationError).
+
+    Stats / No metrics: without metrics there is no check at all. Runtime
+    complexity: ``O(metrics + buckets)``.
+    """
+    req = resolve_end(req, now)
+    end = req.end
+    if end is None:  # resolve_end always sets it; narrowing for the type checker
+        raise ValueError("end is unresolved")
+    if not req.metrics:
+        return StatsPlan(
+            req.project_id, req.start, end, req.timezone, None,
+            NO_METRICS_GRANULARITY, range(0), (), req.feedback_type, req.trigger_ref,
+        )  # fmt: skip
+    zone, metrics = check_request(req)
+    g = resolve_granularity(req.granularity, end - req.start)
+    starts = bucket_starts(
+        datetime_to_us(req.start) // 1_000_000, datetime_to_us(end) // 1_000_000, g
+    )
+    check_renderable(starts)
+    return StatsPlan(
+        req.project_id, req.start, end, req.timezone, zone,
+        g, starts, tuple(metrics), req.feedback_type, req.trigger_ref,
+    )  # fmt: skip
+
+
+# --- the aggregations -----------------------------------------------------------------------
+
+
+class Aggregation(NamedTuple):
+    """One line of the table of Stats / Aggregations."""
+
+    of: Callable[[list[Any]], float | int]
+    """The value over a bucket's or the window's values (no-value entries skipped)."""
+    empty_bucket: float | int | None
+    """The value in a bucket without values."""
+    empty_window: float | None
+    """The value in ``window_stats`` without values."""
+    integer_in_bucket: bool
+    """Written as an integer in a bucket (every ``window_stats`` value is a float)."""
+
+
+def _sum(values: list[float]) -> float:
+    return exact_sum([values])[0]
+
+
+def _avg(values: list[float]) -> float:
+    total, exact = exact_sum([values])
+    return mean(total, exact, len(values))
+
+
+def _count_true(values: list[float]) -> int:
+    return values.count(1.0)
+
+
+def _count_false(values: list[float]) -> int:
+    return values.count(0.0)
+
+
+AGGREGATIONS: dict[str, Aggregation] = {
+    #              of            empty bucket  empty window  integer in bucket
+    "sum": Aggregation(_sum, 0.0, None, False),
+    "avg": Aggregation(_avg, 0.0, None, False),
+    "min": Aggregation(min, None, None, False),
+    "max": Aggregation(max, None, None, False),
+    "count": Aggregation(len, 0, None, True),
+    "count_true": Aggregation(_count_true, 0, 0.0, True),
+    "count_false": Aggregation(_count_false, 0, 0.0, True),
+}
+"""Stats / Aggregations, the seven: what each computes, and what it is without values.
+Both folds read it."""
+
+
+def aggregate(name: str, values: list[Any], *, in_window: bool) -> float | int | None:
+    """Stats / Aggregations: aggregation ``name`` over ``values`` (no-value entries
+    already skipped), in a bucket or in ``window_stats``."""
+    agg = AGGREGATIONS[name]
+    if not values:
+        return agg.empty_window if in_window else agg.empty_bucket
+    value = agg.of(values)
+    return float(value) if in_window or not agg.integer_in_bucket else int(value)
+
+
+def percentile(values: list[float], level: float) -> float | None:
+    """Stats / Percentiles: exact, the sorted values interpolated linearly at index
+    ``level·(n − 1)``; null without values."""
+    return interpolate(sorted(values), level) if values else None
+
+
+# --- the reference fold -----------------------------------------------------------------------
+
+
+def in_window(p: StatsPlan, row: FeedbackRow) -> bool:
+    """Stats / Buckets, and Projects never mix: the row is the plan's project's and
+    ``S·1000 <= created_at_ms < E·1000``."""
+    return row.project_id == p.project_id and p.after_ms <= row.created_at_ms < p.before_ms
+
+
+def trigger_matches(value: str | None, wanted: str) -> bool:
+    """Stats / Filters, ``trigger_ref``: ``':*'`` at the end is a prefix match of the
+    rest, anything else exact; a row without a trigger_ref never matches."""
+    if value is None:
+        return False
+    if wanted.endswith(":*"):
+        return value.startswith(wanted[:-2])
+    return value == wanted
+
+
+def passes_filters(p: StatsPlan, row: FeedbackRow) -> bool:
+    """Stats / Filters: ``feedback_type`` exact, and ``trigger_ref``."""
+    if p.feedback_type is not None and row.feedback_type != p.feedback_type:
+        return False
+    return p.trigger_ref is None or trigger_matches(row.trigger_ref, p.trigger_ref)
+
+
+def bucket_index(p: StatsPlan, row: FeedbackRow) -> int:
+    """Stats / Buckets: which bucket of the epoch-aligned grid the row falls in."""
+    return (row.created_at_ms // 1000 - p.starts.start) // p.starts.step
+
+
+def metric_values(metric: MetricPlan, rows: Sequence[FeedbackRow]) -> list[Any]:
+    """Stats / Extracting a metric: each row's reading of the metric, in store order,
+    the rows without a value left out (:func:`refengine.paths.compile_path`)."""
+    read = metric.reader.one
+    return [value for value in (read(row.payload) for row in rows) if value is not None]
+
+
+def metric_results(metric: MetricPlan, values: list[Any], *, in_window: bool) -> dict[str, Any]:
+    """Stats / Response shape, one metric: its aggregations in request order, then its
+    percentiles; bucket keys ``{agg}_{slug}``, window keys ``{agg}``."""
+    out: dict[str, Any] = {}
+    prefix = "" if in_window else f"_{metric.slug}"
+    for name in metric.aggregations:
+        out[name + prefix] = aggregate(name, values, in_window=in_window)
+    for name, level in metric.percentiles:
+        out[name + prefix] = percentile(values, level)
     return out
 
 
+def no_metrics_response(p: StatsPlan) -> FeedbackStatsRes:
+    """Stats / No metrics: no buckets, granularity 3600, ``window_stats`` null."""
+    return FeedbackStatsRes(
+        start=p.start,
+        end=p.end,
+        granularity=p.granularity,
+        timezone=p.timezone,
+        buckets=[],
+        window_stats=None,
+    )
+
+
+def fold(p: StatsPlan, rows: Sequence[FeedbackRow]) -> FeedbackStatsRes:
+    """The answer to ``p`` over ``rows`` (any rows in store order: the ones outside the
+    project or window are skipped), one row at a time.
+
+    Runtime complexity: ``O(n + k (m · payload) + k log k + b)`` for ``n`` rows, ``k``
+    of them kept, ``m`` metrics and ``b`` buckets.
+    """
+    if not p.metrics or p.zone is None:
+        return no_metrics_response(p)
+    in_bucket: list[list[FeedbackRow]] = [[] for _ in p.starts]
+    for row in rows:
+        if in_window(p, row) and passes_filters(p, row):
+            in_bucket[bucket_index(p, row)].append(row)
+    window: list[list[Any]] = [[] for _ in p.metrics]
+    buckets: list[dict[str, Any]] = []
+    for start, bucket_rows in zip(p.starts, in_bucket, strict=True):
+        bucket: dict[str, Any] = {"timestamp": render_timestamp(start, p.zone)}
+        for metric, seen in zip(p.metrics, window, strict=True):
+            values = metric_values(metric, bucket_rows)
+            seen.extend(values)
+            bucket.update(metric_results(metric, values, in_window=False))
+        bucket["count"] = len(bucket_rows)
+        buckets.append(bucket)
+    return FeedbackStatsRes(
+        start=p.start,
+        end=p.end,
+        granularity=p.granularity,
+        timezone=p.timezone,
+        buckets=buckets,
+        window_stats={
+            metric.slug: metric_results(metric, seen, in_window=True)
+            for metric, seen in zip(p.metrics, window, strict=True)
+        },
+    )
+
+
 __all__ = [
+    "AGGREGATIONS",
+    "Aggregation",
     "MetricPlan",
-    "auto_granularity",
-    "bucket_starts",
+    "StatsPlan",
+    "aggregate",
+    "bucket_keys",
     "check_request",
-    "feedback_stats",
-    "interpolate",
+    "fold",
     "percentile_level",
     "percentile_name",
-    "render_timestamp",
+    "plan",
+    "resolve_end",
     "resolve_granularity",
     "slug_of",
 ]

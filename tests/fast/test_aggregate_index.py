@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from naive_aggregate import naive_aggregate
 from refengine import Engine
 from refengine.fast.aggregate_index import MAX_PARTITIONINGS
 from refengine.rows import FeedbackRow
 from refengine.store import ProjectStore
+from reference import reference_aggregate
 from strategies import PROJECT, aggregate_requests, interleaved_steps, replay
 from strategies import scorer_row as stored_scorer_row
 
@@ -25,7 +25,7 @@ def scorer_row(ms: int, scorer: str = "s", rating: float = 0.5) -> FeedbackRow:
 
 
 def window_ms(store: ProjectStore, dims: tuple[str, ...] = DIMS) -> dict[Any, list[int]]:
-    return {key: view.ms for key, view in store.aggregate_views(dims, 0, 10**6)}
+    return {key: view.ms for key, view in store.aggregate_snapshot(dims, 0, 10**6).views}
 
 
 def test_appends_are_picked_up_by_the_next_query() -> None:
@@ -47,7 +47,7 @@ def test_an_insert_before_the_end_rebuilds_from_that_millisecond() -> None:
     store.add(scorer_row(5, "c"))
     store.check_invariants()  # stale index: the check does not rebuild it
     assert window_ms(store) == {("a",): [10, 20, 25, 30, 40], ("c",): [5]}
-    views = dict(store.aggregate_views(DIMS, 20, 31))
+    views = dict(store.aggregate_snapshot(DIMS, 20, 31).views)
     assert views[("a",)].ratings["_rating_"] == [0.5, 0.25, 0.5]
     store.check_invariants()
 
@@ -75,14 +75,14 @@ def test_check_catches_an_index_that_drifted_from_the_store() -> None:
         store.check_invariants()
 
 
-# --- interleaved writes and queries agree with the naive model ---------------------
+# --- interleaved writes and queries agree with the reference fold ---------------------
 
 
-def agrees_with_naive_aggregate(engine: Engine, req: dict[str, Any]) -> None:
+def agrees_with_the_reference(engine: Engine, req: dict[str, Any]) -> None:
     got = engine.feedback_aggregate(req).model_dump()
-    assert json.dumps(got) == json.dumps(naive_aggregate(engine, req))
+    assert json.dumps(got) == json.dumps(reference_aggregate(engine, req))
 
 
 @given(interleaved_steps(aggregate_requests(PROJECT)))
 def test_queries_between_writes_agree_with_a_full_scan(plan: list[tuple[Any, ...]]) -> None:
-    replay(plan, agrees_with_naive_aggregate)
+    replay(plan, agrees_with_the_reference)

@@ -1,4 +1,4 @@
-"""Properties of ``POST /feedback/stats`` (Hypothesis) against the naive model."""
+"""Properties of ``POST /feedback/stats`` (Hypothesis) against the reference fold."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from naive_stats import naive_stats
 from refengine import Engine, ManualClock
+from refengine.fast.stats import _window_percentiles
 from refengine.models import FeedbackStatsRes
-from refengine.semantics.stats import _window_percentiles, interpolate, select_rank
+from refengine.semantics.exact import interpolate
 from refengine.synthetic import synthetic_rows
+from reference import reference_stats
 from strategies import BASE, PROJECT, STATS_ZONES, datasets, populate, stats_requests
 
 Dataset = list[tuple[datetime, dict[str, Any]]]
@@ -37,10 +38,10 @@ def _answer(engine: Engine, req: dict[str, Any]) -> FeedbackStatsRes:
 
 
 @given(datasets(), stats_requests())
-def test_agrees_with_the_naive_model(dataset: Dataset, req: dict[str, Any]) -> None:
+def test_agrees_with_the_reference_fold(dataset: Dataset, req: dict[str, Any]) -> None:
     engine = populate(dataset)
     res = _answer(engine, req)
-    expected = naive_stats(engine, req)
+    expected = reference_stats(engine, req)
     assert res.start == expected["start"]
     assert res.end == expected["end"]
     assert res.granularity == expected["granularity"]
@@ -171,15 +172,6 @@ sorted_lists = st.lists(
 )
 
 
-@given(sorted_lists, st.data())
-def test_select_rank_is_the_sorted_union(lists: list[list[float]], data: st.DataObject) -> None:
-    union = sorted(v for values in lists for v in values)
-    if not union:
-        return
-    rank = data.draw(st.integers(0, len(union) - 1))
-    assert select_rank(lists, rank) == union[rank]
-
-
 @given(sorted_lists, st.lists(st.sampled_from([0.0, 0.05, 0.5, 0.9, 0.999, 1.0]), max_size=4))
 def test_window_percentiles_agree_with_a_full_sort(
     lists: list[list[float]], levels: list[float]
@@ -190,8 +182,8 @@ def test_window_percentiles_agree_with_a_full_sort(
     assert got == expected
 
 
-def test_selection_path_agrees_with_the_naive_model() -> None:
-    # many rows in few buckets: the window percentiles are selected, not sorted
+def test_many_rows_in_few_buckets_agree_with_the_reference_fold() -> None:
+    # the window's percentiles merge two large sorted buckets
     rows = synthetic_rows(PROJECT, 3000, BASE, timedelta(hours=2), seed=3)
     engine = Engine(clock=ManualClock(BASE))
     engine.insert_rows(rows)
@@ -206,6 +198,6 @@ def test_selection_path_agrees_with_the_naive_model() -> None:
         ],
     }
     res = engine.feedback_stats(req)
-    expected = naive_stats(engine, req)
+    expected = reference_stats(engine, req)
     assert res.buckets == expected["buckets"]
     assert res.window_stats == expected["window_stats"]
