@@ -110,6 +110,10 @@ class FastExecutor:
 EXECUTORS: dict[str, Executor] = {"fast": FastExecutor(), "reference": ReferenceExecutor()}
 """The executors by name, for ``Engine(executor=...)`` and ``refengine serve --executor``."""
 
+DEFAULT_EXECUTOR = "fast"
+"""The executor of an ``Engine`` built without one (the test suite's ``--executor``
+option changes it, to run every test on either executor)."""
+
 
 def executor_named(name: str) -> Executor:
     """The executor called ``name``; any other name raises ``ValueError``."""
@@ -126,8 +130,9 @@ class Engine:
     ``clock`` stamps each row's ``created_at`` (default: the system clock);
     ``user_id`` is the ``wb_user_id`` of requests without one; ``id_factory`` gives
     the ids of rows created without one (default: a UUIDv7 stamped with the row's
-    ``created_at``); ``executor`` folds the queries: ``"fast"`` (default) or
-    ``"reference"`` (any other name raises ``ValueError``).
+    ``created_at``); ``executor`` folds the queries: ``"fast"`` (default:
+    :data:`DEFAULT_EXECUTOR`) or ``"reference"`` (any other name raises
+    ``ValueError``). Both answer every request identically.
 
     >>> from refengine import Engine, ManualClock
     >>> engine = Engine(clock=ManualClock("2024-05-01T12:00:00Z"))
@@ -145,10 +150,11 @@ class Engine:
         clock: Clock | None = None,
         user_id: str = "refengine",
         id_factory: IdFactory | None = None,
-        executor: ExecutorName | str = "fast",
+        executor: ExecutorName | str | None = None,
     ) -> None:
-        self._executor = executor_named(executor)
-        self.executor: str = executor
+        name = DEFAULT_EXECUTOR if executor is None else executor
+        self._executor = executor_named(name)
+        self.executor: str = name
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.user_id = user_id
         # None: each row gets a UUIDv7 stamped with its own created_at (engine clock).

@@ -133,11 +133,12 @@ def test_every_endpoint_and_error_status_is_exercised(catalogue: list[CaseFile])
         assert (endpoint, 400) in seen
 
 
-# --- the reference passes ---------------------------------------------------------------
+# --- both executors pass ---------------------------------------------------------------
 
 
-def test_catalogue_passes_in_process(catalogue: list[CaseFile]) -> None:
-    results = run_catalogue(InProcessTarget(), catalogue)
+@pytest.mark.parametrize("executor", ["reference", "fast"])
+def test_catalogue_passes_in_process(catalogue: list[CaseFile], executor: str) -> None:
+    results = run_catalogue(InProcessTarget(executor=executor), catalogue)
     failed = [r for r in results if r.status != "pass"]
     assert failed == [], lines_of(failed)
     table = summary_table(results)
@@ -145,8 +146,9 @@ def test_catalogue_passes_in_process(catalogue: list[CaseFile]) -> None:
     assert re.search(r"total\s+\d+\s+0\s+0", table)
 
 
-def test_differential_on_the_reference_agrees() -> None:
-    result = run_differential(InProcessTarget(), examples=15, seed=1)
+@pytest.mark.parametrize("executor", ["reference", "fast"])
+def test_differential_against_the_reference_agrees(executor: str) -> None:
+    result = run_differential(InProcessTarget(executor=executor), examples=15, seed=1)
     assert result.passed, result.error or [d.render() for d in result.diffs]
     assert result.examples >= 1
 

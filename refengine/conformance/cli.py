@@ -21,9 +21,10 @@ DEFAULT_EXAMPLES = 50
 
 
 def make_target(spec: str, api_key: str | None) -> Backend:
-    """``inprocess`` or an ``http(s)://host:port`` base URL."""
+    """``inprocess`` (the fast executor, checked against the reference oracle) or an
+    ``http(s)://host:port`` base URL."""
     if spec == "inprocess":
-        return InProcessTarget()
+        return InProcessTarget(executor="fast")
     if spec.startswith(("http://", "https://")):
         return HttpTarget(spec, api_key)
     raise ConformanceError(f"--target must be 'inprocess' or an http(s):// URL, got {spec!r}")
@@ -33,7 +34,8 @@ def add_conformance_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
         required=True,
-        help="'inprocess', or the base URL of a server (http://host:port)",
+        help="'inprocess' (the fast executor in process), or the base URL of a server "
+        "(http://host:port); the oracle is always the reference executor",
     )
     parser.add_argument("--api-key", help="Basic auth password (the user name is 'api')")
     parser.add_argument(

@@ -32,7 +32,9 @@ def validation_detail(exc: ValidationError) -> list[Any]:
 
 
 class InProcessTarget:
-    """The reference :class:`~refengine.Engine`, in process, with a manual clock.
+    """An in-process :class:`~refengine.Engine` with a manual clock, folding queries
+    with ``executor``: ``"reference"`` (default) for the oracle and the catalogue's
+    expectations, ``"fast"`` to check the fast executor as a backend.
 
     Errors become outcomes exactly as the HTTP server renders them: pydantic
     ``ValidationError`` → 422 ``{"detail": [...]}``, ``InvalidRequest`` → 400
@@ -42,11 +44,14 @@ class InProcessTarget:
     name = "inprocess"
 
     def __init__(
-        self, engine: Engine | None = None, id_factory: Callable[[], str] | None = None
+        self,
+        engine: Engine | None = None,
+        id_factory: Callable[[], str] | None = None,
+        executor: str = "reference",
     ) -> None:
         self.clock = ManualClock(DEFAULT_INSTANT)
         if engine is None:
-            engine = Engine(clock=self.clock, id_factory=id_factory)
+            engine = Engine(clock=self.clock, id_factory=id_factory, executor=executor)
         else:
             engine.clock = self.clock
         self.engine = engine
