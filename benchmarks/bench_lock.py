@@ -8,7 +8,7 @@ The busy project holds ``--rows`` synthetic scorer rows (``refengine.synthetic``
 over 30 days and has never been queried, so its first ``group_by`` aggregate
 builds the aggregate index (the master columns, then the ``scorer_id``
 partitions). A thread runs that query; meanwhile the main thread creates rows in
-another project one at a time, as fast as it can, and times each create. The
+another project one at a time, 2 ms apart, and times each create. The
 figures: the query's wall time, how many creates ran during it, and their
 latency (median, 99th percentile, worst). A create waits only for the engine
 lock, which the query holds just to copy the rows its index lacks, and for
@@ -19,6 +19,7 @@ milliseconds (``sys.getswitchinterval()``).
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import threading
@@ -32,6 +33,7 @@ BUSY = "bench/busy"
 OTHER = "bench/other"
 START = datetime(2024, 5, 1, tzinfo=timezone.utc)
 DAYS = 30
+PAUSE_S = 0.002
 
 
 def main() -> None:
@@ -70,6 +72,18 @@ def main() -> None:
         query_seconds.append(time.perf_counter() - t0)
         done.set()
 
+    collections: list[float] = []  # seconds of each full (generation 2) collection
+    collecting: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            collecting.append(time.perf_counter())
+        elif collecting:
+            collections.append(time.perf_counter() - collecting.pop())
+
+    gc.callbacks.append(on_gc)
     worker = threading.Thread(target=first_query)
     worker.start()
     started.wait()
@@ -78,9 +92,16 @@ def main() -> None:
         t0 = time.perf_counter()
         engine.feedback_create(create)
         latencies.append(time.perf_counter() - t0)
+        time.sleep(PAUSE_S)  # a steady stream, not a second busy thread
     worker.join()
+    gc.callbacks.remove(on_gc)
 
     print(f"busy project: {stored:,} rows; first group_by aggregate: {query_seconds[0]:.3f} s")
+    if collections:
+        print(
+            f"full garbage collections meanwhile: {len(collections)},"
+            f" the longest {max(collections) * 1000:.0f} ms (they stop every thread)"
+        )
     if not latencies:
         print("no create ran during the query")
         return

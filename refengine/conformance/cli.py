@@ -131,10 +131,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     status: int = args.run(args)
     return status
-
-
-def conformance_main(argv: Sequence[str] | None = None) -> int:
-    """``refengine conformance ...`` as a function (``argv`` without the subcommand)."""
-    parser = argparse.ArgumentParser(prog="refengine conformance")
-    add_conformance_arguments(parser)
-    return conformance_command(parser.parse_args(argv))

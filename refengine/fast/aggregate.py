@@ -279,8 +279,8 @@ class AggregateSnapshot(NamedTuple):
 
 def fold(p: AggregatePlan, snapshot: AggregateSnapshot) -> FeedbackAggregateRes:
     """The answer to ``p`` from ``snapshot``: the same as
-    :func:`refengine.semantics.aggregate.fold` over the window's rows. See the module
-    docstring for how, and for the cost."""
+    :func:`refengine.semantics.aggregate.fold` over the window's rows. Aggregate /
+    Cost: see the module docstring for how, and for the runtime complexity."""
     filters = compile_filters(p)
     signatures = snapshot.signatures
     run = _FilterRun(filters, snapshot.profiles, signatures) if filters.active else None

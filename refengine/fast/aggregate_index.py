@@ -43,6 +43,11 @@ from .columns import PROFILE_FIELDS, Codebook, Columns, Signature, new_signature
 MAX_PARTITIONINGS = 4
 """How many ``group_by`` sets keep their partitions between queries."""
 
+BUILD_CHUNK = 8192
+"""Rows indexed per step when the index catches up. Each step is a few C-level
+passes that hold Python's global interpreter lock throughout; in steps this size
+a thread creating rows meanwhile waits about a millisecond, not the whole build."""
+
 GroupKey = tuple[str, ...]
 
 
@@ -64,9 +69,10 @@ class Partitioning:
 
         One Python step per distinct profile among the new rows; the rows themselves
         move with C-level passes: ``O(m * g)`` for ``m`` new rows in ``g`` groups."""
-        lo, hi = self.covered, len(master)
-        if lo == hi:
-            return
+        for lo in range(self.covered, len(master), BUILD_CHUNK):
+            self._add(master, profiles, lo, min(lo + BUILD_CHUNK, len(master)))
+
+    def _add(self, master: Columns, profiles: Codebook[tuple[str, ...]], lo: int, hi: int) -> None:
         new_profiles = master.profile[lo:hi]
         groups: dict[GroupKey, set[int]] = {}
         for code in set(new_profiles):
@@ -136,7 +142,8 @@ class AggregateIndex:
             master.truncate(from_ms)
             for partitioning in self._partitionings.values():
                 partitioning.truncate(from_ms, len(master))
-        master.extend_rows(new_rows, self.profiles, self.signatures)
+        for lo in range(0, len(new_rows), BUILD_CHUNK):
+            master.extend_rows(new_rows[lo : lo + BUILD_CHUNK], self.profiles, self.signatures)
 
     def partitions(self, dims: tuple[str, ...]) -> dict[GroupKey, Columns]:
         """The partitions of the master for the ``group_by`` set ``dims`` (in

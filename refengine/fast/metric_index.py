@@ -161,9 +161,5 @@ class MetricIndex:
             if read(payloads).tobytes() != column[:covered].tobytes():
                 raise AssertionError(f"metric column {keys} differs from the store")
 
-    def kept(self) -> list[MetricKey]:
-        """The metrics whose columns are kept, least recently used first."""
-        return list(self._columns)
-
 
 __all__ = ["MAX_METRIC_COLUMNS", "MetricIndex", "MetricKey"]

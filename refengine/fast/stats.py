@@ -17,7 +17,8 @@ percentiles were asked for: each bucket's values once, and the window's as one
 Timsort over the buckets' sorted runs (a window of one bucket reuses its list).
 
 Runtime complexity, for ``k`` window rows in ``b`` buckets and ``m`` metrics:
-``O(k m + b log k)``, plus ``O(k log k)`` with percentiles.
+``O(k m + b log k)`` for the fold (``O(log n + k m)`` more for the snapshot), plus
+``O(k log k)`` with percentiles.
 """
 
 from __future__ import annotations

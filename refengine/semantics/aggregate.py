@@ -8,7 +8,9 @@ the property tests and the case catalogue check that it does.
 
 The request checks ("The request and its limits") are all the request model's
 (:class:`refengine.models.FeedbackAggregateReq`, pydantic ``ValidationError``),
-so :func:`plan` only gathers what the folds read.
+so :func:`plan` only gathers what the folds read. Aggregate / Deviations from
+production (aggregate): the folds order a bucket's rows by group values, add each
+key's values left to right in store order, and take prefix filters literally.
 """
 
 from __future__ import annotations

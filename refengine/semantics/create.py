@@ -128,50 +128,16 @@ def prepare_row(
     Runtime complexity: linear in the size of the request (the payload is
     serialised once, and walked once more only to name a non-finite number).
     """
-    # 1. the user
-    user_id = req.wb_user_id if req.wb_user_id is not None else default_user_id
-    if user_id is None:
-        raise InvalidRequest(errors.NO_USER)
-    ftype = req.feedback_type
-
-    # 2. fixed payload schemas
-    schema = _FIXED_SCHEMAS.get(ftype)
-    if schema is not None:
-        _check_payload(schema, req.payload, ftype)
-
-    # 3. type-specific ref rules
+    user_id = check_user(req, default_user_id)
+    check_fixed_schema(req)
     _check_type_refs(req)
-
-    # 4. scorer columns are reserved (each of the six spelled out: no getattr loop)
-    if (
-        req.scorer_tags
-        or req.scorer_tag_reasons
-        or req.scorer_tag_confidences
-        or req.scorer_ratings
-        or req.scorer_rating_reasons
-        or req.scorer_rating_confidences
-    ) and not (
-        ftype.startswith(SCORER_TYPES_PREFIX) or ftype in (AGENT_MONITOR, AGENT_USER_FEEDBACK)
-    ):
-        raise InvalidRequest(errors.SCORER_COLUMNS_RESERVED)
-
-    # 5. user feedback on agents carries tags
-    if ftype == AGENT_USER_FEEDBACK and not req.scorer_tags:
-        raise InvalidRequest(errors.USER_FEEDBACK_TAGS_REQUIRED)
-
-    # 6. ref formats
+    check_scorer_columns(req)
+    check_user_feedback_tags(req)
     _check_ref_formats(req)
-
-    # 7. agent targets
-    conversation_id, trace_id = _resolve_agent_target(req)
-
-    # 8. payload processing and limits
+    conversation_id, trace_id = resolve_agent_target(req)
     payload = _process_payload(req)
     payload_dump = _checked_payload_text(payload, req)
-
-    # 9. the status enum (production fails the insert), then the row
-    if req.span_status_code not in STATUS_CODES:
-        raise InvalidRequest(format_message(errors.BAD_STATUS_CODE, value=req.span_status_code))
+    check_status_code(req)
     row = build_row(
         req.id or "",
         req.project_id,
@@ -179,7 +145,7 @@ def prepare_row(
         user_id,
         req.creator,
         datetime_to_us(now),
-        ftype,
+        req.feedback_type,
         payload_dump,
         req.annotation_ref,
         req.runnable_ref,
@@ -207,6 +173,54 @@ def prepare_row(
 _new_response = FeedbackCreateRes.__pydantic_validator__.validate_python
 
 
+def check_user(req: FeedbackCreateReq, default_user_id: str | None) -> str:
+    """Create / 1. The user: the request's ``wb_user_id``, else the engine's; a
+    create without either is rejected."""
+    user_id = req.wb_user_id if req.wb_user_id is not None else default_user_id
+    if user_id is None:
+        raise InvalidRequest(errors.NO_USER)
+    return user_id
+
+
+def check_fixed_schema(req: FeedbackCreateReq) -> None:
+    """Create / 2. Fixed payload schemas: ``wandb.reaction.1`` and ``wandb.note.1``
+    payloads must fit their schemas (extra keys allowed)."""
+    schema = _FIXED_SCHEMAS.get(req.feedback_type)
+    if schema is not None:
+        _check_payload(schema, req.payload, req.feedback_type)
+
+
+def check_scorer_columns(req: FeedbackCreateReq) -> None:
+    """Create / 4. Scorer columns are reserved: the six scorer maps and tags only on
+    runnable, agent monitor and agent user feedback."""
+    ftype = req.feedback_type
+    # Each of the six spelled out: no getattr loop on the create hot path.
+    if (
+        req.scorer_tags
+        or req.scorer_tag_reasons
+        or req.scorer_tag_confidences
+        or req.scorer_ratings
+        or req.scorer_rating_reasons
+        or req.scorer_rating_confidences
+    ) and not (
+        ftype.startswith(SCORER_TYPES_PREFIX) or ftype in (AGENT_MONITOR, AGENT_USER_FEEDBACK)
+    ):
+        raise InvalidRequest(errors.SCORER_COLUMNS_RESERVED)
+
+
+def check_user_feedback_tags(req: FeedbackCreateReq) -> None:
+    """Create / 5. Agent user feedback carries tags."""
+    if req.feedback_type == AGENT_USER_FEEDBACK and not req.scorer_tags:
+        raise InvalidRequest(errors.USER_FEEDBACK_TAGS_REQUIRED)
+
+
+def check_status_code(req: FeedbackCreateReq) -> None:
+    """Create / 9. Status codes and writing: ``span_status_code`` is a known enum
+    value (production fails the insert); the row is then stamped and built."""
+    if req.span_status_code not in STATUS_CODES:
+        raise InvalidRequest(format_message(errors.BAD_STATUS_CODE, value=req.span_status_code))
+
+
 def _check_payload(schema: type[BaseModel], payload: dict[str, Any], ftype: str) -> None:
     try:
         schema.model_validate(payload)
@@ -224,6 +238,7 @@ def _brief(exc: ValidationError) -> str:
 
 
 def _check_type_refs(req: FeedbackCreateReq) -> None:
+    """Create / 3. Type-specific refs: annotation, runnable, agent monitor, other."""
     ftype = req.feedback_type
     if ftype.startswith("wandb.annotation"):
         if not ftype.startswith("wandb.annotation."):
@@ -288,6 +303,7 @@ def _invalid_ref(ref: str, field: str, kinds: tuple[str, ...]) -> InvalidRequest
 
 
 def _check_ref_formats(req: FeedbackCreateReq) -> None:
+    """Create / 6. Ref formats (and the annotation ref's project)."""
     # Empty strings are "no ref" here: the agent monitor rule lets "" through.
     if req.runnable_ref:
         _parse_kind(req.runnable_ref, "runnable_ref", ("op", "object"))
@@ -305,8 +321,9 @@ def _check_ref_formats(req: FeedbackCreateReq) -> None:
             )
 
 
-def _resolve_agent_target(req: FeedbackCreateReq) -> tuple[str, str]:
-    """Return the (span_conversation_id, span_trace_id) to store."""
+def resolve_agent_target(req: FeedbackCreateReq) -> tuple[str, str]:
+    """Create / 7. Agent targets: the ``(span_conversation_id, span_trace_id)`` to
+    store, checked against, or filled from, an agent weave_ref."""
     conversation_id, trace_id = req.span_conversation_id, req.span_trace_id
     if req.feedback_type not in (AGENT_MONITOR, AGENT_USER_FEEDBACK):
         return conversation_id, trace_id
@@ -386,7 +403,8 @@ def _find_non_finite(payload: dict[str, Any]) -> tuple[str, float] | None:
 
 
 def _checked_payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> str:
-    """Step 8's checks, then the payload text the row stores.
+    """Create / 8. Payload processing and the size limit: the checks, then the
+    payload text the row stores.
 
     The checks, in order: the payload serialises as JSON (no NaN, Infinity or
     foreign type), the scorer maps are finite, and the ``json.dumps`` text fits the

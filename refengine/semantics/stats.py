@@ -6,7 +6,9 @@ arithmetic in :mod:`refengine.semantics.exact`. :func:`plan` runs every check an
 resolves every default (a missing ``end`` is the engine clock's now); :func:`fold`
 is deliberately plain: one row at a time, each payload parsed for each metric, a
 fresh sort per bucket. The fast fold (:mod:`refengine.fast.stats`) answers the same
-plan and must agree with it.
+plan and must agree with it. Stats / Deviations from production: buckets are
+epoch-aligned in every zone, percentiles exact, fractional percentile keys answered,
+and :func:`check_request` rejects what production turns into a query error.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ def percentile_name(p: float) -> str:
 
 
 def check_request(req: FeedbackStatsReq) -> tuple[ZoneInfo, list[MetricPlan]]:
-    """The checks after the model, in order; the first failure raises InvalidRequest.
+    """Stats / Checks after the model, in order; the first failure raises
+    InvalidRequest.
 
     Production's own per metric (path empty, path characters, percentile range),
     then refengine's: time zone, negative granularity, duplicate slug,
@@ -103,21 +106,22 @@ def check_request(req: FeedbackStatsReq) -> tuple[ZoneInfo, list[MetricPlan]]:
             raise InvalidRequest(
                 format_message(errors.CATEGORICAL_AGG, path=metric.json_path, what=what)
             )
-    plans = [_plan(metric) for metric in req.metrics]
+    metrics = [metric_plan(metric) for metric in req.metrics]
     owner: dict[str, str] = {}
-    for plan in plans:
-        for key in bucket_keys(plan):
-            if key in owner and owner[key] != plan.spec.json_path:
+    for compiled in metrics:
+        for key in bucket_keys(compiled):
+            if key in owner and owner[key] != compiled.spec.json_path:
                 raise InvalidRequest(
                     format_message(
-                        errors.KEY_CLASH, first=owner[key], second=plan.spec.json_path, key=key
+                        errors.KEY_CLASH, first=owner[key], second=compiled.spec.json_path, key=key
                     )
                 )
-            owner[key] = plan.spec.json_path
-    return zone, plans
+            owner[key] = compiled.spec.json_path
+    return zone, metrics
 
 
-def _plan(metric: FeedbackMetricSpec) -> MetricPlan:
+def metric_plan(metric: FeedbackMetricSpec) -> MetricPlan:
+    """One metric compiled: its slug, path reader, aggregations and percentiles."""
     return MetricPlan(
         spec=metric,
         slug=slug_of(metric.json_path),
@@ -127,10 +131,11 @@ def _plan(metric: FeedbackMetricSpec) -> MetricPlan:
     )
 
 
-def bucket_keys(plan: MetricPlan) -> list[str]:
-    """The metric's bucket keys in response order (aggregations, then percentiles)."""
-    keys = [f"{agg}_{plan.slug}" for agg in plan.aggregations]
-    keys += [f"{name}_{plan.slug}" for name, _ in plan.percentiles]
+def bucket_keys(metric: MetricPlan) -> list[str]:
+    """Stats / Response shape: the metric's bucket keys in response order
+    (aggregations, then percentiles)."""
+    keys = [f"{agg}_{metric.slug}" for agg in metric.aggregations]
+    keys += [f"{name}_{metric.slug}" for name, _ in metric.percentiles]
     return keys
 
 

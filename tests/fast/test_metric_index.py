@@ -81,7 +81,7 @@ def test_the_least_recently_used_column_is_dropped_and_rebuilt() -> None:
     store.stats_snapshot(0, 10, [SCORE])
     for reader in readers:
         store.stats_snapshot(0, 10, [reader])
-    kept = store.metric_index.kept()
+    kept = list(store.metric_index._columns)  # least recently used first
     assert len(kept) == MAX_METRIC_COLUMNS
     assert (SCORE.keys, "numeric") not in kept  # the first one asked for went first
     store.add(row(5, 5.0))
