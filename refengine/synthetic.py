@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from .models import FeedbackCreateReq
 from .rows import FeedbackRow, datetime_to_us, make_row
 from .semantics.create import resolve_agent_target
 
@@ -118,9 +117,12 @@ def synthetic_rows(
         fields = dict(req)
         if fields["feedback_type"] == "wandb.reaction.1":
             continue  # reactions need payload processing; not worth it for bulk data
-        # The request is valid by construction: no validation, only its defaults.
-        conversation_id, trace_id = resolve_agent_target(FeedbackCreateReq.model_construct(**req))
-        fields["span_conversation_id"], fields["span_trace_id"] = conversation_id, trace_id
+        fields["span_conversation_id"], fields["span_trace_id"] = resolve_agent_target(
+            req["feedback_type"],
+            req["weave_ref"],
+            req.get("span_conversation_id", ""),
+            req.get("span_trace_id", ""),
+        )
         rows.append(
             make_row(
                 id=f"{i:08x}-0000-7000-8000-000000000000",

@@ -134,7 +134,9 @@ def prepare_row(
     check_scorer_columns(req)
     check_user_feedback_tags(req)
     _check_ref_formats(req)
-    conversation_id, trace_id = resolve_agent_target(req)
+    conversation_id, trace_id = resolve_agent_target(
+        req.feedback_type, req.weave_ref, req.span_conversation_id, req.span_trace_id
+    )
     payload = _process_payload(req)
     payload_dump = _checked_payload_text(payload, req)
     check_status_code(req)
@@ -321,13 +323,14 @@ def _check_ref_formats(req: FeedbackCreateReq) -> None:
             )
 
 
-def resolve_agent_target(req: FeedbackCreateReq) -> tuple[str, str]:
+def resolve_agent_target(
+    feedback_type: str, weave_ref: str, conversation_id: str, trace_id: str
+) -> tuple[str, str]:
     """Create / 7. Agent targets: the ``(span_conversation_id, span_trace_id)`` to
     store, checked against, or filled from, an agent weave_ref."""
-    conversation_id, trace_id = req.span_conversation_id, req.span_trace_id
-    if req.feedback_type not in (AGENT_MONITOR, AGENT_USER_FEEDBACK):
+    if feedback_type not in (AGENT_MONITOR, AGENT_USER_FEEDBACK):
         return conversation_id, trace_id
-    target = parse_agent_ref(req.weave_ref)
+    target = parse_agent_ref(weave_ref)
     if target is None:
         return conversation_id, trace_id
     if target.kind == "agent_conversation":

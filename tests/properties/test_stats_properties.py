@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refengine import Engine, ManualClock
-from refengine.fast.stats import _window_percentiles
+from refengine.fast.stats import _window_percentiles, select_rank, selected_percentiles
 from refengine.models import FeedbackStatsRes
 from refengine.semantics.exact import interpolate
 from refengine.synthetic import synthetic_rows
@@ -172,6 +172,27 @@ sorted_lists = st.lists(
 )
 
 
+@given(sorted_lists, st.data())
+def test_select_rank_is_the_sorted_union(lists: list[list[float]], data: st.DataObject) -> None:
+    union = sorted(v for values in lists for v in values)
+    if not union:
+        return
+    rank = data.draw(st.integers(0, len(union) - 1))
+    assert select_rank(lists, rank) == union[rank]
+
+
+@given(sorted_lists, st.lists(st.sampled_from([0.0, 0.05, 0.5, 0.9, 0.999, 1.0]), max_size=4))
+def test_selected_percentiles_agree_with_a_full_sort(
+    lists: list[list[float]], levels: list[float]
+) -> None:
+    union = sorted(v for values in lists for v in values)
+    if not union:
+        return
+    assert selected_percentiles(lists, len(union), levels) == [
+        interpolate(union, level) for level in levels
+    ]
+
+
 @given(sorted_lists, st.lists(st.sampled_from([0.0, 0.05, 0.5, 0.9, 0.999, 1.0]), max_size=4))
 def test_window_percentiles_agree_with_a_full_sort(
     lists: list[list[float]], levels: list[float]
@@ -183,8 +204,10 @@ def test_window_percentiles_agree_with_a_full_sort(
 
 
 def test_many_rows_in_few_buckets_agree_with_the_reference_fold() -> None:
-    # the window's percentiles merge two large sorted buckets
-    rows = synthetic_rows(PROJECT, 3000, BASE, timedelta(hours=2), seed=3)
+    # two large buckets: the window percentiles of output.passed (2 levels) are
+    # selected (2² · 2 · 667 = 5,336 <= its ~7,000 values), those of output.score
+    # (6 levels: 16,008) merged by a sort
+    rows = synthetic_rows(PROJECT, 8000, BASE, timedelta(hours=2), seed=3)
     engine = Engine(clock=ManualClock(BASE))
     engine.insert_rows(rows)
     req = {
