@@ -7,14 +7,15 @@ It keeps the project's rows as :class:`refengine.fast.columns.Columns` twice ove
   :class:`Columns` per distinct value tuple, each still in store order.
 
 A (time bucket, group) cell of an answer is then a contiguous slice of one
-partition, so its rating sums are single ``sum`` calls over contiguous values that
-add in store order, exactly as spec/SEMANTICS.md requires; and its counts come from
+partition, so its rating sums are single left-to-right sums over contiguous values
+that add in store order, exactly as spec/SEMANTICS.md requires; and its counts come from
 one ``Counter`` over a slice of signature codes.
 
 Keeping it current costs the create path nothing but a comparison: the index is
 brought up to date lazily, when a query needs it, under the project's own index
 lock; only the copy of the store rows it lacks (:meth:`AggregateIndex.pending`)
-happens under the engine lock, the columns are built outside it:
+happens under the engine lock, the columns are built outside it, in steps of
+:data:`BUILD_CHUNK` rows:
 
 * rows appended at the end of the store (the usual case: the clock moves forward)
   are added to the master columns and then to each partitioning that is queried —
