@@ -13,9 +13,10 @@ give the same answers.
 Thread safety: one engine lock guards the rows. A write holds it while it draws
 ids and inserts; a query holds it only to copy its window (``O(k)`` for ``k``
 rows), or, for the fast executor, the rows an index lacks. Building or catching
-up a project's index happens under that project's own index lock, outside the
-engine lock, so a create never waits for it; queries of one project on the fast
-executor wait for each other's index work, queries of other projects do not.
+up a project's index happens under that index's own lock, outside the engine
+lock (:mod:`refengine.fast.snapshots`), so a create never waits for it; queries
+of one project on the fast executor wait for each other's index work, queries of
+other projects do not.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from . import dumpfile, errors
 from .clock import Clock, SystemClock
 from .errors import format_message
 from .fast import aggregate as fast_aggregate
+from .fast import snapshots
 from .fast import stats as fast_stats
 from .models import (
     FeedbackAggregateReq,
@@ -96,14 +98,14 @@ class FastExecutor:
 
     def aggregate(self, plan: AggregatePlan, store: ProjectStore) -> FeedbackAggregateRes:
         dims = fast_aggregate.partition_dims(plan)
-        snapshot = store.aggregate_snapshot(dims, plan.after_ms, plan.before_ms)
+        snapshot = snapshots.aggregate_snapshot(store, dims, plan.after_ms, plan.before_ms)
         return fast_aggregate.fold(plan, snapshot)
 
     def stats(self, plan: StatsPlan, store: ProjectStore) -> FeedbackStatsRes:
         if not plan.metrics:
             return fast_stats.fold(plan, fast_stats.StatsSnapshot([], []))
         readers = fast_stats.column_readers(plan)
-        snapshot = store.stats_snapshot(plan.after_ms, plan.before_ms, readers)
+        snapshot = snapshots.stats_snapshot(store, plan.after_ms, plan.before_ms, readers)
         return fast_stats.fold(plan, snapshot)
 
 
