@@ -8,27 +8,24 @@ the whole 30-day window (auto granularity → 86400 s, 30 buckets): one numeric 
 ``output.score`` with avg/min/max, the same with percentiles [50, 95, 99], and the
 boolean metric ``output.passed``. Each is timed as the best of ``--repeat`` runs of
 ``Engine.feedback_stats`` (window snapshot and response model included) and compared
-with one run of the deliberately simple model in ``tests/naive_stats.py``, whose
+with one run of the reference fold (``refengine.semantics.stats``), whose
 answer must agree.
 
 The first query of a metric also parses every stored payload once to build that
-metric's column (``refengine.metric_index``); its time is printed apart, as "first".
+metric's column (``refengine.fast.metric_index``); its time is printed apart, as "first".
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from naive_stats import naive_stats
 from refengine import Engine, ManualClock
+from refengine.models import FeedbackStatsReq
+from refengine.semantics import stats
 from refengine.synthetic import synthetic_rows
 
 PROJECT = "bench/stats"
@@ -54,6 +51,12 @@ def best_of(repeat: int, fn: Any) -> tuple[float, float, Any]:
         result = fn()
         times.append(time.perf_counter() - t0)
     return times[0], min(times), result
+
+
+def reference_stats(engine: Engine, req: dict[str, Any]) -> dict[str, Any]:
+    """The reference fold (refengine.semantics.stats) over every row of the project."""
+    plan = stats.plan(FeedbackStatsReq.model_validate(req), engine.clock())
+    return stats.fold(plan, engine.rows(plan.project_id)).model_dump()
 
 
 def main() -> None:
@@ -84,20 +87,20 @@ def main() -> None:
         ),
     ]
     print(
-        f"{'query':<36} {'first s':>8} {'engine s':>9} {'rows/s':>12} {'naive s':>9} "
+        f"{'query':<36} {'first s':>8} {'engine s':>9} {'rows/s':>12} {'ref s':>9} "
         f"{'speed-up':>9}  agree"
     )
     for name, metrics in queries:
         req = {**base, "metrics": metrics}
         first, seconds, res = best_of(args.repeat, lambda req=req: engine.feedback_stats(req))
         t1 = time.perf_counter()
-        expected = naive_stats(engine, req)
-        naive_seconds = time.perf_counter() - t1
+        expected = reference_stats(engine, req)
+        ref_seconds = time.perf_counter() - t1
         agree = res.buckets == expected["buckets"] and res.window_stats == expected["window_stats"]
         window_rows = sum(b["count"] for b in res.buckets)
         print(
             f"{name:<36} {first:>8.3f} {seconds:>9.3f} {window_rows / seconds:>12,.0f} "
-            f"{naive_seconds:>9.2f} {naive_seconds / seconds:>8.1f}x  {agree}"
+            f"{ref_seconds:>9.2f} {ref_seconds / seconds:>8.1f}x  {agree}"
         )
     print(f"granularity {res.granularity} s, {len(res.buckets)} buckets")
 

@@ -20,7 +20,7 @@ from typing import IO, Any, NoReturn, TypeVar
 from . import __version__, dumpfile
 from .clock import Clock, ManualClock, SystemClock
 from .demo import Tracker, build_demo, demo_report, number, table
-from .engine import Engine
+from .engine import EXECUTORS, Engine
 from .errors import DumpFormatError, InvalidRequest
 from .models import UNKNOWN_FIELD_MODES
 from .rows import FeedbackRow, us_to_datetime
@@ -221,7 +221,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "pip install 'refengine[server]'"
         ) from None
     clock: Clock = args.clock if args.clock is not None else SystemClock()
-    engine = Engine(clock=clock, unknown_fields=args.unknown_fields)
+    engine = Engine(clock=clock, executor=args.executor, unknown_fields=args.unknown_fields)
     repeats = _load_into(engine, args.data) if args.data else 0
     keys = dict(args.api_key or [])
     try:
@@ -230,7 +230,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     host, port = sock.getsockname()[:2]
     where = f"[{host}]" if ":" in host else host
-    notes = [f"{len(engine):,} rows"]
+    notes = [f"{len(engine):,} rows", f"{args.executor} executor"]
     if repeats:
         notes.append(_repeats_note(repeats))
     notes.append(f"clock fixed at {clock().isoformat()}" if args.clock else "system clock")
@@ -294,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=6345, help="port, 0 = any (default: 6345)")
+    serve.add_argument(
+        "--executor",
+        choices=sorted(EXECUTORS),
+        default="fast",
+        help="how queries are folded: 'fast' (the indexes, default) or 'reference' "
+        "(the plain row-at-a-time folds of refengine.semantics); the answers are the same",
+    )
     serve.add_argument(
         "--data", action="append", metavar="ROWS.jsonl", help="preload a dump (repeatable)"
     )

@@ -139,16 +139,20 @@ def parse_lines(name: str, lines: Iterable[str]) -> Iterator[FeedbackRow]:
 def row_from_record(record: Any) -> FeedbackRow:
     """Build a row from one decoded dump record; ValueError says what is wrong."""
     if not isinstance(record, dict):
-        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+        raise ValueError(format_message(errors.LOAD_NOT_OBJECT, kind=type(record).__name__))
     missing = [name for name in DUMP_COLUMNS if name not in record]
     if missing:
-        raise ValueError(f"missing column(s) {', '.join(missing)}")
+        raise ValueError(format_message(errors.LOAD_MISSING_COLUMNS, columns=", ".join(missing)))
     unknown = sorted(set(record) - set(DUMP_COLUMNS))
     if unknown:
-        raise ValueError(f"unknown column(s) {', '.join(unknown)}")
+        raise ValueError(format_message(errors.LOAD_UNKNOWN_COLUMNS, columns=", ".join(unknown)))
     for column, kind in _COLUMN_KINDS.items():
         if not _fits(record[column], kind):
-            raise ValueError(f"column {column} must be a {kind}, got {record[column]!r:.80}")
+            raise ValueError(
+                format_message(
+                    errors.LOAD_BAD_COLUMN, column=column, kind=kind, value=record[column]
+                )
+            )
     values = {name: record[name] for name in DUMP_COLUMNS if name != "created_at"}
     for column, kind in _COLUMN_KINDS.items():
         if kind == "map of numbers":  # the production columns are Float64
@@ -190,9 +194,9 @@ def _parse_timestamp(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"created_at is not an ISO 8601 timestamp: {text!r:.80}") from None
+        raise ValueError(format_message(errors.LOAD_BAD_TIMESTAMP, text=text)) from None
     if moment.tzinfo is None:
-        raise ValueError(f"created_at needs a UTC offset: {text!r:.80}")
+        raise ValueError(format_message(errors.LOAD_NAIVE_TIMESTAMP, text=text))
     try:
         # Stored and written back in UTC: an instant the calendar cannot hold there
         # (0001-01-01T00:00:00+01:00) would load, then break every later dump.

@@ -4,27 +4,36 @@ Each method takes the request model or a plain dict and returns the response mod
 A dict that does not fit the model raises pydantic ``ValidationError``; a semantic
 failure raises :class:`refengine.errors.InvalidRequest`. Writes are all-or-nothing.
 
-Thread safety: one lock guards every write and every window snapshot (for
-aggregate, a copy of the index columns in the window; for stats, the rows and their
-metric columns); folding a snapshot happens outside the lock, so queries never
-block one another for long and always see a consistent set of rows.
+A query runs in three steps: the plan (:mod:`refengine.semantics`: every check and
+default), one snapshot of the project's rows, and a fold of that snapshot by the
+engine's executor — ``"reference"`` (the plain folds of :mod:`refengine.semantics`
+over the window's rows) or ``"fast"`` (:mod:`refengine.fast`, the default). Both
+give the same answers.
+
+Thread safety: one engine lock guards the rows. A write holds it while it draws
+ids and inserts; a query holds it only to copy its window (``O(k)`` for ``k``
+rows), or, for the fast executor, the rows an index lacks. Building or catching
+up a project's index happens under that index's own lock, outside the engine
+lock (:mod:`refengine.fast.snapshots`), so a create never waits for it; queries
+of one project on the fast executor wait for each other's index work, queries of
+other projects do not.
 """
 
 from __future__ import annotations
 
 import threading
-from array import array
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from . import aggregate, dumpfile, errors, stats
+from . import dumpfile, errors
 from .clock import Clock, SystemClock
-from .create import IdFactory, PreparedCreate, RowIdSource, prepare_row, uuid7
 from .errors import format_message
+from .fast import aggregate as fast_aggregate
+from .fast import snapshots
+from .fast import stats as fast_stats
 from .models import (
     UNKNOWN_FIELD_MODES,
     FeedbackAggregateReq,
@@ -38,8 +47,11 @@ from .models import (
     UnknownFields,
     unknown_fields,
 )
-from .paths import PathReader
-from .rows import FeedbackRow
+from .rows import FeedbackRow, with_id
+from .semantics import aggregate, stats
+from .semantics.aggregate import AggregatePlan
+from .semantics.create import IdFactory, PreparedCreate, prepare_row, uuid7
+from .semantics.stats import StatsPlan
 from .store import ProjectStore
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -66,15 +78,74 @@ def _drain(items: list[T]) -> Iterator[T]:
         yield items.pop()
 
 
+ExecutorName = Literal["fast", "reference"]
+
+
+class Executor(Protocol):
+    """Folds a plan over one project's store: takes its snapshot, then folds it."""
+
+    def aggregate(self, plan: AggregatePlan, store: ProjectStore) -> FeedbackAggregateRes: ...
+
+    def stats(self, plan: StatsPlan, store: ProjectStore) -> FeedbackStatsRes: ...
+
+
+class ReferenceExecutor:
+    """The plain folds of :mod:`refengine.semantics` over a copy of the window's rows."""
+
+    def aggregate(self, plan: AggregatePlan, store: ProjectStore) -> FeedbackAggregateRes:
+        return aggregate.fold(plan, store.window(plan.after_ms, plan.before_ms))
+
+    def stats(self, plan: StatsPlan, store: ProjectStore) -> FeedbackStatsRes:
+        if not plan.metrics:  # Stats / No metrics: no query at all
+            return stats.fold(plan, [])
+        return stats.fold(plan, store.window(plan.after_ms, plan.before_ms))
+
+
+class FastExecutor:
+    """The folds of :mod:`refengine.fast` over the store's index snapshots."""
+
+    def aggregate(self, plan: AggregatePlan, store: ProjectStore) -> FeedbackAggregateRes:
+        dims = fast_aggregate.partition_dims(plan)
+        snapshot = snapshots.aggregate_snapshot(store, dims, plan.after_ms, plan.before_ms)
+        return fast_aggregate.fold(plan, snapshot)
+
+    def stats(self, plan: StatsPlan, store: ProjectStore) -> FeedbackStatsRes:
+        if not plan.metrics:
+            return fast_stats.fold(plan, fast_stats.StatsSnapshot([], []))
+        readers = fast_stats.column_readers(plan)
+        snapshot = snapshots.stats_snapshot(store, plan.after_ms, plan.before_ms, readers)
+        return fast_stats.fold(plan, snapshot)
+
+
+EXECUTORS: dict[str, Executor] = {"fast": FastExecutor(), "reference": ReferenceExecutor()}
+"""The executors by name, for ``Engine(executor=...)`` and ``refengine serve --executor``."""
+
+DEFAULT_EXECUTOR = "fast"
+"""The executor of an ``Engine`` built without one (the test suite's ``--executor``
+option changes it, to run every test on either executor)."""
+
+
+def executor_named(name: str) -> Executor:
+    """The executor called ``name``; any other name raises ``ValueError``."""
+    executor = EXECUTORS.get(name)
+    if executor is None:
+        choices = ", ".join(repr(n) for n in EXECUTORS)
+        raise ValueError(format_message(errors.UNKNOWN_EXECUTOR, name=name, choices=choices))
+    return executor
+
+
 class Engine:
     """An in-memory trace server for the feedback endpoints.
 
     ``clock`` stamps each row's ``created_at`` (default: the system clock);
     ``user_id`` is the ``wb_user_id`` of requests without one; ``id_factory`` gives
     the ids of rows created without one (default: a UUIDv7 stamped with the row's
-    ``created_at``); ``unknown_fields`` is what a request dict's unknown fields do:
-    ``"reject"`` (default, a 422 ``ValidationError`` as the published pages say) or
-    ``"ignore"`` (dropped, as production does since 2026-07-28).
+    ``created_at``); ``executor`` folds the queries: ``"fast"`` (default:
+    :data:`DEFAULT_EXECUTOR`) or ``"reference"`` (any other name raises
+    ``ValueError``), and both answer every request identically; ``unknown_fields``
+    is what a request dict's unknown fields do: ``"reject"`` (default, a 422
+    ``ValidationError`` as the published pages say) or ``"ignore"`` (dropped, as
+    production does since 2026-07-28).
 
     >>> from refengine import Engine, ManualClock
     >>> engine = Engine(clock=ManualClock("2024-05-01T12:00:00Z"))
@@ -92,18 +163,19 @@ class Engine:
         clock: Clock | None = None,
         user_id: str = "refengine",
         id_factory: IdFactory | None = None,
+        executor: ExecutorName | str | None = None,
         unknown_fields: UnknownFields = "reject",
     ) -> None:
         if unknown_fields not in UNKNOWN_FIELD_MODES:
             raise ValueError(format_message(errors.UNKNOWN_FIELDS_MODE, value=unknown_fields))
+        name = DEFAULT_EXECUTOR if executor is None else executor
+        self._executor = executor_named(name)
+        self.executor: str = name
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.unknown_fields: UnknownFields = unknown_fields
         self.user_id = user_id
         # None: each row gets a UUIDv7 stamped with its own created_at (engine clock).
         self._id_factory = id_factory
-        # Ids from id_factory that a rejected batch drew for its earlier items, given
-        # out again first: a failed batch leaves a deterministic sequence as it was.
-        self._unused_ids: deque[str] = deque()
         self._projects: dict[str, ProjectStore] = {}
         self._lock = threading.RLock()
 
@@ -112,15 +184,15 @@ class Engine:
     def feedback_create(self, req: FeedbackCreateReq | Mapping[str, Any]) -> FeedbackCreateRes:
         """Validate and store one feedback row; see spec/SEMANTICS.md, "Create"."""
         request = coerce_request(FeedbackCreateReq, req, self.unknown_fields)
-        prepared = self._prepare(request, self._next_id)
-        self._store([prepared.row])
-        return prepared.response
+        prepared = self._prepare(request)
+        (row,) = self._store_prepared([prepared])
+        return prepared.response(row)
 
     def feedback_create_batch(
         self, req: FeedbackCreateBatchReq | Mapping[str, Any]
     ) -> FeedbackCreateBatchRes:
-        """Validate every item, then store all of them; any failure stores none (and
-        the ``id_factory`` ids drawn for the items before it go to the next rows)."""
+        """Validate every item, then draw ids and store all of them; any failure
+        stores none and draws no id (spec/SEMANTICS.md, "Create / Batches")."""
         request = coerce_request(FeedbackCreateBatchReq, req, self.unknown_fields)
         items: Iterable[FeedbackCreateReq] = request.batch
         if request is not req:
@@ -129,40 +201,29 @@ class Engine:
             # collections and reach the oldest generation, whose growth triggers full
             # collections over every stored row.
             items = _drain(request.batch)
-        drawn: list[str] = []
+        prepared = [self._prepare(item) for item in items]
+        rows = self._store_prepared(prepared)
+        return FeedbackCreateBatchRes(
+            res=[p.response(row) for p, row in zip(prepared, rows, strict=True)]
+        )
 
-        def drawing(created_at_ms: int) -> str:
-            ident = self._next_id(created_at_ms)
-            drawn.append(ident)
-            return ident
+    def _prepare(self, request: FeedbackCreateReq) -> PreparedCreate:
+        return prepare_row(request, now=self.clock(), default_user_id=self.user_id)
 
-        # Only a caller's ids are given back: a UUIDv7 tells its own row's time.
-        new_id: RowIdSource = self._next_id if self._id_factory is None else drawing
+    def _store_prepared(self, prepared: list[PreparedCreate]) -> list[FeedbackRow]:
+        """The second phase of a create: under the lock, draw the missing ids (all of
+        them before the first insert, so an ``id_factory`` that fails stores
+        nothing), then store the rows."""
+        with self._lock:
+            rows = [
+                with_id(p.row, self._new_id(p.row.created_at_ms)) if p.needs_id else p.row
+                for p in prepared
+            ]
+            self._store(rows)
+        return rows
 
-        rows: list[FeedbackRow] = []
-        responses: list[FeedbackCreateRes] = []
-        try:
-            for item in items:
-                row, response = self._prepare(item, new_id)
-                rows.append(row)
-                responses.append(response)
-        except BaseException:
-            self._unused_ids.extendleft(reversed(drawn))
-            raise
-        self._store(rows)
-        return FeedbackCreateBatchRes(res=responses)
-
-    def _prepare(self, request: FeedbackCreateReq, new_id: RowIdSource) -> PreparedCreate:
-        return prepare_row(request, now=self.clock(), default_user_id=self.user_id, new_id=new_id)
-
-    def _next_id(self, created_at_ms: int) -> str:
-        """An id a rejected batch gave back, else a new one: from ``id_factory``, or
-        a UUIDv7 whose timestamp is the row's ``created_at_ms``."""
-        if self._unused_ids:
-            try:
-                return self._unused_ids.popleft()
-            except IndexError:  # another thread took the last one
-                pass
+    def _new_id(self, created_at_ms: int) -> str:
+        """A new id: from ``id_factory``, or a UUIDv7 stamped with ``created_at_ms``."""
         factory = self._id_factory
         return uuid7(created_at_ms) if factory is None else factory()
 
@@ -171,25 +232,17 @@ class Engine:
     def feedback_aggregate(
         self, req: FeedbackAggregateReq | Mapping[str, Any]
     ) -> FeedbackAggregateRes:
-        """Counts and rating sums per (time bucket, group); see spec/SEMANTICS.md."""
-        request = coerce_request(FeedbackAggregateReq, req, self.unknown_fields)
-        dims = aggregate.partition_dims(request)
-        with self._lock:
-            store = self._store_to_read(request.project_id)
-            views = store.aggregate_views(dims, request.after_ms, request.before_ms)
-            index = store.aggregate_index
-        return aggregate.feedback_aggregate(request, views, index.profiles, index.signatures)
+        """Counts and rating sums per (time bucket, group); see spec/SEMANTICS.md,
+        "Aggregate". One plan, one snapshot of the project, one fold."""
+        plan = aggregate.plan(coerce_request(FeedbackAggregateReq, req, self.unknown_fields))
+        return self._executor.aggregate(plan, self._store_to_read(plan.project_id))
 
     def feedback_stats(self, req: FeedbackStatsReq | Mapping[str, Any]) -> FeedbackStatsRes:
-        """Payload metrics per time bucket and over the window; see spec/SEMANTICS.md.
-
-        A missing ``end`` is the engine clock's now; the request is then validated
-        again so the range checks apply to it as request-model errors.
-        """
-        request = coerce_request(FeedbackStatsReq, req, self.unknown_fields)
-        if request.end is None:
-            request = FeedbackStatsReq.model_validate({**request.model_dump(), "end": self.clock()})
-        return stats.feedback_stats(request, self._stats_window)
+        """Payload metrics per time bucket and over the window; see spec/SEMANTICS.md,
+        "Stats". A missing ``end`` is the engine clock's now
+        (:func:`refengine.semantics.stats.plan`)."""
+        plan = stats.plan(coerce_request(FeedbackStatsReq, req, self.unknown_fields), self.clock())
+        return self._executor.stats(plan, self._store_to_read(plan.project_id))
 
     def insert_rows(self, rows: Iterable[FeedbackRow]) -> None:
         """Store rows that are already built (from a dump, or a bulk generator).
@@ -201,11 +254,14 @@ class Engine:
 
     def _store(self, rows: Iterable[FeedbackRow]) -> None:
         with self._lock:
+            by_project: dict[str, list[FeedbackRow]] = {}
             for row in rows:
-                store = self._projects.get(row.project_id)
+                by_project.setdefault(row.project_id, []).append(row)
+            for project_id, project_rows in by_project.items():
+                store = self._projects.get(project_id)
                 if store is None:
-                    store = self._projects[row.project_id] = ProjectStore(row.project_id)
-                store.add(row)
+                    store = self._projects[project_id] = ProjectStore(project_id, self._lock)
+                store.update(project_rows)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -214,19 +270,13 @@ class Engine:
     ) -> list[FeedbackRow]:
         """A snapshot of one project's rows with ``after_ms <= created_at_ms < before_ms``.
 
-        ``O(log n + k)``; the list is the caller's to keep.
+        Runtime complexity: ``O(log n + k)``; the list is the caller's to keep.
         """
-        with self._lock:
-            return self._store_to_read(project_id).window(after_ms, before_ms)
-
-    def _stats_window(
-        self, project_id: str, after_ms: int, before_ms: int, readers: Sequence[PathReader]
-    ) -> tuple[list[FeedbackRow], list[array[float]]]:
-        with self._lock:
-            return self._store_to_read(project_id).stats_window(after_ms, before_ms, readers)
+        return self._store_to_read(project_id).window(after_ms, before_ms)
 
     def _store_to_read(self, project_id: str) -> ProjectStore:
-        store = self._projects.get(project_id)
+        with self._lock:
+            store = self._projects.get(project_id)
         # A project without rows reads as an empty store, which is not kept.
         return ProjectStore(project_id) if store is None else store
 
@@ -246,10 +296,12 @@ class Engine:
     def check_invariants(self) -> None:
         """Raise ``AssertionError`` if any project store is inconsistent. O(n)."""
         with self._lock:
-            for project_id, store in self._projects.items():
-                if store.project_id != project_id:
-                    raise AssertionError(f"store for {store.project_id} filed as {project_id}")
-                store.check_invariants()
+            stores = list(self._projects.items())
+        # Each store takes its index locks before the engine lock: not under it here.
+        for project_id, store in stores:
+            if store.project_id != project_id:
+                raise AssertionError(f"store for {store.project_id} filed as {project_id}")
+            store.check_invariants()
 
     # --- dump / load -----------------------------------------------------------------
 

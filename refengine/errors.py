@@ -92,6 +92,7 @@ TOO_MANY_AGG_BUCKETS = "Feedback request range cannot exceed 256 buckets"
 
 END_BEFORE_START = "Feedback request end must be after start"  # request-model error
 STATS_RANGE_TOO_LONG = "Feedback request date range cannot exceed 31 days"  # model error
+DATETIME_OUT_OF_RANGE = "datetime is out of range once converted to UTC"  # model error
 JSON_PATH_EMPTY = "json_path cannot be empty"
 JSON_PATH_CHARS = "json_path may only contain [a-zA-Z0-9_. ], got: {path!r}"
 PERCENTILE_RANGE = "Percentile must be between 0 and 100, got {p}"
@@ -115,10 +116,17 @@ GRANULARITY_TOO_LARGE = (  # refengine: the first bucket would start before year
 # --- engine --------------------------------------------------------------------------
 
 UNKNOWN_FIELDS_MODE = "unknown_fields must be 'reject' or 'ignore', got {value!r}"  # refengine
+UNKNOWN_EXECUTOR = "unknown executor {name!r}: expected one of {choices}"
 
 LOAD_BAD_JSON = "not valid JSON: {detail}"
 LOAD_BAD_ROW = "not a feedback row: {detail}"
 LOAD_CREATED_AT_RANGE = "created_at {text} is out of range once converted to UTC"
+LOAD_NOT_OBJECT = "expected a JSON object, got {kind}"
+LOAD_MISSING_COLUMNS = "missing column(s) {columns}"
+LOAD_UNKNOWN_COLUMNS = "unknown column(s) {columns}"
+LOAD_BAD_COLUMN = "column {column} must be a {kind}, got {value!r:.80}"
+LOAD_BAD_TIMESTAMP = "created_at is not an ISO 8601 timestamp: {text!r:.80}"
+LOAD_NAIVE_TIMESTAMP = "created_at needs a UTC offset: {text!r:.80}"
 
 
 def format_message(template: str, **fields: Any) -> str:

@@ -356,7 +356,7 @@ class FeedbackStatsReq(_Request):
         try:
             return as_utc(value)
         except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 has no UTC datetime
-            raise ValueError("datetime is out of range once converted to UTC") from None
+            raise ValueError(errors.DATETIME_OUT_OF_RANGE) from None
 
     @model_validator(mode="after")
     def _check_range(self) -> FeedbackStatsReq:

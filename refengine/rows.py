@@ -65,7 +65,6 @@ class FeedbackRow(NamedTuple):
     scorer_id: str  # object name of runnable_ref
     monitor_id: str  # object name of trigger_ref
     span_type: str  # second-to-last segment of weave_ref
-    is_scored: bool  # at least one tag or one rating key
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -90,6 +89,18 @@ rest are derived."""
 _intern = sys.intern
 # Refs, names and ids repeat across millions of rows; one copy each saves memory.
 # Optional columns are interned as ``value and _intern(value)``: None stays None.
+
+
+def with_id(row: FeedbackRow, ident: str) -> FeedbackRow:
+    """``row`` with its ``id`` set to ``ident`` (a new tuple; ``row`` is unchanged).
+
+    >>> row = make_row(id="", project_id="e/p", weave_ref="r", wb_user_id="u",
+    ...                creator=None, created_at_us=0, feedback_type="custom", payload={})
+    >>> with_id(row, "x").id, row.id
+    ('x', '')
+    """
+    # One C-level tuple build: ``_replace`` walks every field in Python.
+    return tuple.__new__(FeedbackRow, (ident, *row[1:]))
 
 
 def make_row(
@@ -185,7 +196,14 @@ def build_row(  # noqa: PLR0917 - positional on purpose: the create hot path
 ) -> FeedbackRow:
     """:func:`make_row` with every stored column positional, in ``STORED_COLUMNS``
     order and the payload already serialised — the create hot path's form (binding
-    25 keywords costs more than the rest of the row)."""
+    25 keywords costs more than the rest of the row).
+
+    The stored row / created_at is stored in milliseconds: ``created_at_ms`` is
+    ``created_at_us`` truncated. The stored row / Derived keys: ``scorer_id`` and
+    ``monitor_id`` are the object names of ``runnable_ref`` and ``trigger_ref``, the
+    span type the second-to-last segment of ``weave_ref`` (see
+    :func:`refengine.refs.object_name` and :func:`refengine.refs.span_type`).
+    """
     tags = shared_keys(tuple(scorer_tags)) if scorer_tags else ()
     ratings = FrozenMap(scorer_ratings) if scorer_ratings else EMPTY
     # Rows stamped in the same millisecond (a burst, a batch, a fixed test clock)
@@ -198,7 +216,7 @@ def build_row(  # noqa: PLR0917 - positional on purpose: the create hot path
         if created_at_ms == stamp[1]:
             created_at_ms = stamp[1]
         _last_stamp[0] = (created_at_us, created_at_ms)
-    # Positional construction: a NamedTuple built from 30 keywords costs several
+    # Positional construction: a NamedTuple built from 29 keywords costs several
     # times more, and make_row is on the create hot path.
     return _new_row(
         FeedbackRow,
@@ -232,7 +250,6 @@ def build_row(  # noqa: PLR0917 - positional on purpose: the create hot path
             _derived_name(runnable_ref),
             _derived_name(trigger_ref),
             _intern(span_type(weave_ref)),
-            bool(tags) or bool(ratings),
         ),
     )
 

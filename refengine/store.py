@@ -3,125 +3,129 @@
 Built on ``sortedcontainers.SortedKeyList`` keyed by ``created_at_ms``. Its ``add``
 places a row after every row with an equal key, so rows with the same millisecond
 stay in insertion order without storing a tie-break in the key; each row also
-carries nothing extra for this — the position *is* the sequence.
+carries nothing extra for this — the position *is* the sequence (spec/SEMANTICS.md,
+"The stored row / Ordering and ties").
 
-Each store also owns the :class:`refengine.aggregate_index.AggregateIndex` that
-aggregate queries scan and the :class:`refengine.metric_index.MetricIndex` of
-payload metrics that stats queries read; an insert only tells them when a row
-lands before the end.
+A store also keeps the views derived from its rows that an executor asks it to
+keep (:meth:`ProjectStore.derived`: the fast executor's indexes,
+:mod:`refengine.fast.snapshots`); an insert only tells them when a row lands
+before the end.
 
-Not thread-safe on its own: :class:`refengine.engine.Engine` holds one lock around
-every write and around taking a window snapshot.
+Locks: ``lock`` (the engine's, shared by every store) guards the rows: writes hold
+it, and every read of the rows takes it only to copy what it needs. A derived view
+guards itself with a lock of its own, taken before ``lock``.
 """
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from operator import attrgetter
+from typing import Any, Protocol, TypeVar, cast
 
 from sortedcontainers import SortedKeyList
 
-from .aggregate_index import AggregateIndex, GroupKey
-from .columns import Columns
-from .metric_index import MetricIndex
-from .paths import PathReader
 from .rows import FeedbackRow
 
 _created_at_ms = attrgetter("created_at_ms")
 
 
+class Derived(Protocol):
+    """A view a store keeps of its rows (see :meth:`ProjectStore.derived`)."""
+
+    def invalidate_from(self, from_ms: int) -> None:
+        """A row landed before the end, at ``from_ms`` (called under ``lock``)."""
+
+    def check(self, store: ProjectStore) -> None:
+        """Raise ``AssertionError`` unless the view agrees with ``store`` (called
+        under no lock: it takes its own, then ``lock``)."""
+
+
+DerivedT = TypeVar("DerivedT", bound=Derived)
+
+
 class ProjectStore:
-    """The rows of one project, in ``(created_at_ms, insertion order)`` order."""
+    """The rows of one project, in ``(created_at_ms, insertion order)`` order.
 
-    __slots__ = ("_index", "_last_ms", "_metrics", "_rows", "project_id")
+    ``lock`` guards the rows (default: a lock of its own); see the module docstring.
+    """
 
-    def __init__(self, project_id: str) -> None:
+    __slots__ = ("_derived", "_last_ms", "lock", "project_id", "rows")
+
+    def __init__(self, project_id: str, lock: Any = None) -> None:
         self.project_id = project_id
-        self._rows: SortedKeyList = SortedKeyList(key=_created_at_ms)
-        self._index = AggregateIndex()
-        self._metrics = MetricIndex()
+        self.lock = lock if lock is not None else threading.RLock()
+        self.rows: SortedKeyList = SortedKeyList(key=_created_at_ms)
+        """The rows, in store order: read them only under ``lock``."""
+        self._derived: dict[str, Derived] = {}
         self._last_ms: int | None = None  # the largest created_at_ms stored
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self.rows)
 
     def __iter__(self) -> Iterator[FeedbackRow]:
-        return iter(self._rows)
+        """The rows in store order (the caller holds ``lock`` while iterating)."""
+        return iter(self.rows)
 
     def add(self, row: FeedbackRow) -> None:
-        """Insert ``row`` after every row with the same millisecond. O(log n) amortised."""
+        """Insert ``row`` after every row with the same millisecond (the caller holds
+        ``lock``). Runtime complexity: ``O(log n)`` amortised."""
         ms = row.created_at_ms
         if self._last_ms is not None and ms < self._last_ms:
-            self._index.invalidate_from(ms)
-            self._metrics.invalidate_from(ms)
+            for view in self._derived.values():
+                view.invalidate_from(ms)
         else:
             self._last_ms = ms
-        self._rows.add(row)
+        self.rows.add(row)
 
     def update(self, rows: Iterable[FeedbackRow]) -> None:
-        """Insert many rows, in order. O(m log(n + m)) for m rows."""
+        """Insert many rows, in order (the caller holds ``lock``). Runtime complexity:
+        ``O(m log(n + m))`` for ``m`` rows."""
         for row in rows:
             self.add(row)
 
     def window(self, after_ms: int | None, before_ms: int | None) -> list[FeedbackRow]:
-        """The rows with ``after_ms <= created_at_ms < before_ms``, in store order.
-
-        ``None`` leaves a side open. Two bisections then one slice copy:
-        ``O(log n + k)`` for ``k`` rows in the window. The returned list is a
-        snapshot the caller owns.
-        """
-        lo, hi = self._span(after_ms, before_ms)
-        result: list[FeedbackRow] = self._rows[lo:hi]
+        """A copy of the rows with ``after_ms <= created_at_ms < before_ms``, in store
+        order; ``None`` leaves a side open. Two bisections then one slice copy under
+        ``lock``. Runtime complexity: ``O(log n + k)`` for ``k`` rows in the window."""
+        with self.lock:
+            lo, hi = self._span(after_ms, before_ms)
+            result: list[FeedbackRow] = self.rows[lo:hi]
         return result
 
     def _span(self, after_ms: int | None, before_ms: int | None) -> tuple[int, int]:
-        rows = self._rows
+        rows = self.rows
         lo = 0 if after_ms is None else rows.bisect_key_left(after_ms)
         hi = len(rows) if before_ms is None else rows.bisect_key_left(before_ms)
         return lo, max(lo, hi)
 
-    def stats_window(
-        self, after_ms: int, before_ms: int, readers: Sequence[PathReader]
-    ) -> tuple[list[FeedbackRow], list[array[float]]]:
-        """:meth:`window`, and for each reader (a numeric or boolean metric) the
-        column of its values for those rows: one entry per row, NaN for no value.
-
-        Brings the metric columns up to date first (see
-        :mod:`refengine.metric_index` for the cost), then ``O(log n + k)`` for the
-        ``k`` rows in the window. The lists and arrays are the caller's to keep.
-        """
-        columns = self._metrics.columns(self._rows, readers)
-        lo, hi = self._span(after_ms, before_ms)
-        return self._rows[lo:hi], [column[lo:hi] for column in columns]
-
-    def aggregate_views(
-        self, dims: tuple[str, ...], after_ms: int, before_ms: int
-    ) -> list[tuple[GroupKey, Columns]]:
-        """Per group of ``dims`` (a ``group_by`` set in ``PROFILE_FIELDS`` order), a
-        :class:`Columns` copy of its rows with ``after_ms <= created_at_ms <
-        before_ms``, in store order; groups without such rows are left out.
-
-        Brings the aggregate index up to date first (see its module for the cost),
-        then two bisections per group and one copy: ``O(g log n + k)`` for ``g``
-        groups and ``k`` rows in the window.
-        """
-        views = []
-        for key, part in self._index.partitions(self._rows, dims).items():
-            lo, hi = part.span(after_ms, before_ms)
-            if lo < hi:
-                views.append((key, part.take(lo, hi)))
-        return views
+    def derived(self, name: str, make: Callable[[], DerivedT]) -> DerivedT:
+        """The view called ``name`` kept with this store, made by ``make()`` the first
+        time; from then on it is told of every row inserted before the end, and
+        checked by :meth:`check_invariants`. ``O(1)``."""
+        with self.lock:
+            view = self._derived.get(name)
+            if view is None:
+                view = self._derived[name] = make()
+        return cast(DerivedT, view)
 
     def check_invariants(self) -> None:
         """Raise ``AssertionError`` unless the store is internally consistent. O(n).
 
         Checks the sorted container's own invariants, that every row belongs to
-        this project, and that ``created_at_ms`` never decreases along the store.
+        this project, that ``created_at_ms`` never decreases along the store, and
+        every derived view against the rows (each takes its own lock, then ``lock``).
         """
-        self._rows._check()
+        with self.lock:
+            self._check_rows()
+            views = list(self._derived.values())
+        for view in views:
+            view.check(self)
+
+    def _check_rows(self) -> None:
+        self.rows._check()
         previous = None
-        for row in self._rows:
+        for row in self.rows:
             if row.project_id != self.project_id:
                 raise AssertionError(f"row {row.id} of {row.project_id} in {self.project_id}")
             if row.created_at_ms != row.created_at_us // 1000:
@@ -131,16 +135,3 @@ class ProjectStore:
             previous = row.created_at_ms
         if previous is not None and previous != self._last_ms:
             raise AssertionError("the largest created_at_ms is not tracked")
-        self._index.check(self._rows)
-        self._metrics.check(self._rows)
-
-    @property
-    def aggregate_index(self) -> AggregateIndex:
-        """The aggregate index (for inspection and tests; call under the engine lock)."""
-        return self._index
-
-    @property
-    def metric_index(self) -> MetricIndex:
-        """The stats metric columns (for inspection and tests; call under the engine
-        lock)."""
-        return self._metrics

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .rows import FeedbackRow, datetime_to_us, make_row
+from .semantics.create import resolve_agent_target
 
 SCORERS = ("toxicity", "helpfulness", "relevance", "pii_leak")
 MONITORS = ("prod-monitor", "canary-monitor", "nightly-eval")
@@ -108,20 +109,20 @@ def synthetic_rows(
 
     Skips the create validation chain (the requests are valid by construction), so
     a benchmark can build a million rows in seconds. Agent span ids are filled from
-    the weave_ref as create would.
+    the weave_ref by create's own rule
+    (:func:`refengine.semantics.create.resolve_agent_target`).
     """
     rows = []
     for i, (moment, req) in enumerate(synthetic_requests(project_id, count, start, span, seed)):
         fields = dict(req)
         if fields["feedback_type"] == "wandb.reaction.1":
             continue  # reactions need payload processing; not worth it for bulk data
-        target = fields["weave_ref"]
-        if fields["feedback_type"] in ("wandb.agent_monitor", "wandb.agent_user_feedback"):
-            kind, _, ident = target.rpartition("/")
-            if kind.endswith("agent_turn"):
-                fields["span_trace_id"] = ident
-            elif kind.endswith("agent_conversation"):
-                fields["span_conversation_id"] = ident
+        fields["span_conversation_id"], fields["span_trace_id"] = resolve_agent_target(
+            req["feedback_type"],
+            req["weave_ref"],
+            req.get("span_conversation_id", ""),
+            req.get("span_trace_id", ""),
+        )
         rows.append(
             make_row(
                 id=f"{i:08x}-0000-7000-8000-000000000000",

@@ -247,3 +247,42 @@ def test_unknown_fields_mode_is_per_engine() -> None:
 def test_unknown_fields_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="unknown_fields must be 'reject' or 'ignore'"):
         Engine(unknown_fields="drop")  # type: ignore[arg-type]
+
+
+# --- executors -------------------------------------------------------------------------
+
+
+def test_an_unknown_executor_is_a_clear_error() -> None:
+    with pytest.raises(
+        ValueError, match="unknown executor 'quick': expected one of 'fast', 'reference'"
+    ):
+        Engine(executor="quick")
+
+
+@pytest.mark.parametrize("executor", ["fast", "reference"])
+def test_the_engine_says_which_executor_it_uses(executor: str) -> None:
+    assert Engine(executor=executor).executor == executor
+
+
+def test_both_executors_answer_alike() -> None:
+    clock = ManualClock("2024-05-01T12:00:00Z")
+    engines = [Engine(clock=clock, executor=name) for name in ("fast", "reference")]
+    for engine in engines:
+        for i, rating in enumerate([0.5, 0.25, -0.75, 0.0]):
+            clock.set(f"2024-05-01T12:0{i}:00Z")
+            engine.feedback_create(
+                {"project_id": "e/p", "weave_ref": "weave:///e/p/call/c", "feedback_type":
+                 "wandb.runnable.s", "runnable_ref": "weave:///e/p/object/s:v1",
+                 "payload": {"output": {"score": rating}}, "scorer_ratings": {"_rating_": rating},
+                 "scorer_tags": ["a"] * i}
+            )  # fmt: skip
+    after_ms = 1714564800000  # 2024-05-01T12:00:00Z
+    aggregate = {"project_id": "e/p", "after_ms": after_ms, "before_ms": after_ms + 600_000,
+                 "time_bucket_seconds": 120, "group_by": ["scorer_id"]}  # fmt: skip
+    stats = {"project_id": "e/p", "start": "2024-05-01T11:00:00Z",
+             "metrics": [{"json_path": "output.score", "percentiles": [50]}]}  # fmt: skip
+    fast, reference = engines
+    assert fast.feedback_aggregate(aggregate) == reference.feedback_aggregate(aggregate)
+    assert fast.feedback_stats(stats) == reference.feedback_stats(stats)
+    # end is now (12:03), exclusive: the last row is not in the window
+    assert sum(bucket["count"] for bucket in fast.feedback_stats(stats).buckets) == 3

@@ -40,15 +40,6 @@ def test_derived_keys() -> None:
     assert (r.scorer_id, r.monitor_id, r.span_type) == ("judge", "mon", "agent_turn")
     assert r.created_at_ms == 1_714_564_800_123  # truncated, not rounded
     assert r.created_at == datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
-    assert not r.is_scored
-
-
-@pytest.mark.parametrize(
-    ("tags", "ratings", "scored"),
-    [((), {}, False), (("a",), {}, True), ((), {"x": 0.0}, True)],
-)
-def test_is_scored(tags: tuple[str, ...], ratings: dict[str, float], scored: bool) -> None:
-    assert row(scorer_tags=tags, scorer_ratings=ratings).is_scored is scored
 
 
 def test_rows_are_immutable() -> None:
@@ -151,8 +142,8 @@ def test_every_column_lands_in_its_field() -> None:
     }
     r = make_row(**values)  # type: ignore[arg-type]
     assert {name: getattr(r, name) for name in STORED_COLUMNS} == values
-    derived = (r.created_at_ms, r.scorer_id, r.monitor_id, r.span_type, r.is_scored)
-    assert derived == (5_000, "sc", "mon", "kind", True)
+    derived = (r.created_at_ms, r.scorer_id, r.monitor_id, r.span_type)
+    assert derived == (5_000, "sc", "mon", "kind")
 
 
 def test_timestamps_of_consecutive_rows() -> None:

@@ -40,7 +40,6 @@ CASES_DIR = SPEC_DIR / "cases"
 SCHEMA_PATH = SPEC_DIR / "cases.schema.json"
 SEMANTICS_PATH = SPEC_DIR / "SEMANTICS.md"
 INDEX_NAME = "INDEX.md"
-SEMANTICS_DRAFTS = ("aggregate.md", "stats.md")  # sections being drafted for SEMANTICS.md
 PLACEHOLDER = "{project}"
 
 DEFAULT_COMPARE: dict[str, dict[str, Any]] = {
@@ -403,17 +402,8 @@ def semantics_rules(path: Path = SEMANTICS_PATH) -> list[str]:
 
 
 def spec_rules() -> list[str]:
-    """The rules of SEMANTICS.md, plus those of section drafts not merged into it yet
-    (``spec/drafts/*.md`` whose ``## `` section SEMANTICS.md lacks)."""
-    rules = semantics_rules() if SEMANTICS_PATH.exists() else []
-    sections = {r.split(" / ", 1)[0] for r in rules}
-    for name in SEMANTICS_DRAFTS:
-        draft = SPEC_DIR / "drafts" / name
-        if not draft.exists():
-            continue
-        extra = semantics_rules(draft)
-        rules += [r for r in extra if r.split(" / ", 1)[0] not in sections]
-    return rules
+    """The rules of SEMANTICS.md (none when the file is not there)."""
+    return semantics_rules() if SEMANTICS_PATH.exists() else []
 
 
 def rule_index(files: Iterable[CaseFile]) -> dict[str, list[str]]:
@@ -428,8 +418,7 @@ def rule_index(files: Iterable[CaseFile]) -> dict[str, list[str]]:
 
 def render_index(files: Sequence[CaseFile], rules: Sequence[str]) -> str:
     """INDEX.md: every cited rule (in order of first citation) → its case ids, and the
-    ``rules`` (SEMANTICS.md headings) that no case cites yet — normally none, so the
-    file does not change when drafts are merged into SEMANTICS.md."""
+    ``rules`` (SEMANTICS.md headings) that no case cites yet — normally none."""
     index = rule_index(files)
     lines = [
         "# Case index",
@@ -540,10 +529,3 @@ def cases_command(args: argparse.Namespace) -> int:
     n = sum(len(f.cases()) for f in files)
     print(f"{len(files)} case files, {n} cases: valid")
     return 0
-
-
-def update_main(argv: Sequence[str] | None = None) -> int:
-    """``refengine cases [--update | --check]`` as a function (``argv`` without the name)."""
-    parser = argparse.ArgumentParser(prog="refengine cases", description=__doc__)
-    add_cases_arguments(parser)
-    return cases_command(parser.parse_args(argv))

@@ -25,10 +25,10 @@ DEFAULT_WAIT = 30.0
 def make_target(
     spec: str, api_key: str | None, unknown_fields: UnknownFields = "reject"
 ) -> Backend:
-    """``inprocess`` (an engine in ``unknown_fields`` mode) or an ``http(s)://host:port``
-    base URL."""
+    """``inprocess`` (the fast executor in ``unknown_fields`` mode, checked against the
+    reference oracle) or an ``http(s)://host:port`` base URL."""
     if spec == "inprocess":
-        return InProcessTarget(unknown_fields=unknown_fields)
+        return InProcessTarget(executor="fast", unknown_fields=unknown_fields)
     if spec.startswith(("http://", "https://")):
         return HttpTarget(spec, api_key)
     raise ConformanceError(f"--target must be 'inprocess' or an http(s):// URL, got {spec!r}")
@@ -38,7 +38,8 @@ def add_conformance_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
         required=True,
-        help="'inprocess', or the base URL of a server (http://host:port)",
+        help="'inprocess' (the fast executor in process), or the base URL of a server "
+        "(http://host:port); the oracle is always the reference executor",
     )
     parser.add_argument("--api-key", help="Basic auth password (the user name is 'api')")
     parser.add_argument(
@@ -165,10 +166,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     status: int = args.run(args)
     return status
-
-
-def conformance_main(argv: Sequence[str] | None = None) -> int:
-    """``refengine conformance ...`` as a function (``argv`` without the subcommand)."""
-    parser = argparse.ArgumentParser(prog="refengine conformance")
-    add_conformance_arguments(parser)
-    return conformance_command(parser.parse_args(argv))

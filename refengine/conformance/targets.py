@@ -34,7 +34,9 @@ def validation_detail(exc: ValidationError) -> list[Any]:
 
 
 class InProcessTarget:
-    """The reference :class:`~refengine.Engine`, in process, with a manual clock.
+    """An in-process :class:`~refengine.Engine` with a manual clock, folding queries
+    with ``executor``: ``"reference"`` (default) for the oracle and the catalogue's
+    expectations, ``"fast"`` to check the fast executor as a backend.
 
     Errors become outcomes exactly as the HTTP server renders them: pydantic
     ``ValidationError`` → 422 ``{"detail": [...]}``, ``InvalidRequest`` → 400
@@ -47,11 +49,17 @@ class InProcessTarget:
         self,
         engine: Engine | None = None,
         id_factory: Callable[[], str] | None = None,
+        executor: str = "reference",
         unknown_fields: UnknownFields = "reject",
     ) -> None:
         self.clock = ManualClock(DEFAULT_INSTANT)
         if engine is None:
-            engine = Engine(clock=self.clock, id_factory=id_factory, unknown_fields=unknown_fields)
+            engine = Engine(
+                clock=self.clock,
+                id_factory=id_factory,
+                executor=executor,
+                unknown_fields=unknown_fields,
+            )
         else:
             engine.clock = self.clock
         self.engine = engine

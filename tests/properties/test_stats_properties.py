@@ -1,4 +1,4 @@
-"""Properties of ``POST /feedback/stats`` (Hypothesis) against the naive model."""
+"""Properties of ``POST /feedback/stats`` (Hypothesis) against the reference fold."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from naive_stats import naive_stats
 from refengine import Engine, ManualClock
+from refengine.fast.stats import _window_percentiles, select_rank, selected_percentiles
 from refengine.models import FeedbackStatsRes
-from refengine.stats import _window_percentiles, interpolate, select_rank
+from refengine.semantics.exact import interpolate
 from refengine.synthetic import synthetic_rows
+from reference import reference_stats
 from strategies import BASE, PROJECT, STATS_ZONES, datasets, populate, stats_requests
 
 Dataset = list[tuple[datetime, dict[str, Any]]]
@@ -37,10 +38,10 @@ def _answer(engine: Engine, req: dict[str, Any]) -> FeedbackStatsRes:
 
 
 @given(datasets(), stats_requests())
-def test_agrees_with_the_naive_model(dataset: Dataset, req: dict[str, Any]) -> None:
+def test_agrees_with_the_reference_fold(dataset: Dataset, req: dict[str, Any]) -> None:
     engine = populate(dataset)
     res = _answer(engine, req)
-    expected = naive_stats(engine, req)
+    expected = reference_stats(engine, req)
     assert res.start == expected["start"]
     assert res.end == expected["end"]
     assert res.granularity == expected["granularity"]
@@ -181,6 +182,18 @@ def test_select_rank_is_the_sorted_union(lists: list[list[float]], data: st.Data
 
 
 @given(sorted_lists, st.lists(st.sampled_from([0.0, 0.05, 0.5, 0.9, 0.999, 1.0]), max_size=4))
+def test_selected_percentiles_agree_with_a_full_sort(
+    lists: list[list[float]], levels: list[float]
+) -> None:
+    union = sorted(v for values in lists for v in values)
+    if not union:
+        return
+    assert selected_percentiles(lists, len(union), levels) == [
+        interpolate(union, level) for level in levels
+    ]
+
+
+@given(sorted_lists, st.lists(st.sampled_from([0.0, 0.05, 0.5, 0.9, 0.999, 1.0]), max_size=4))
 def test_window_percentiles_agree_with_a_full_sort(
     lists: list[list[float]], levels: list[float]
 ) -> None:
@@ -190,9 +203,11 @@ def test_window_percentiles_agree_with_a_full_sort(
     assert got == expected
 
 
-def test_selection_path_agrees_with_the_naive_model() -> None:
-    # many rows in few buckets: the window percentiles are selected, not sorted
-    rows = synthetic_rows(PROJECT, 3000, BASE, timedelta(hours=2), seed=3)
+def test_many_rows_in_few_buckets_agree_with_the_reference_fold() -> None:
+    # two large buckets: the window percentiles of output.passed (2 levels) are
+    # selected (2² · 2 · 667 = 5,336 <= its ~7,000 values), those of output.score
+    # (6 levels: 16,008) merged by a sort
+    rows = synthetic_rows(PROJECT, 8000, BASE, timedelta(hours=2), seed=3)
     engine = Engine(clock=ManualClock(BASE))
     engine.insert_rows(rows)
     req = {
@@ -206,6 +221,6 @@ def test_selection_path_agrees_with_the_naive_model() -> None:
         ],
     }
     res = engine.feedback_stats(req)
-    expected = naive_stats(engine, req)
+    expected = reference_stats(engine, req)
     assert res.buckets == expected["buckets"]
     assert res.window_stats == expected["window_stats"]

@@ -16,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from refengine import Engine, InvalidRequest, ManualClock
-from refengine.create import uuid7
+from refengine.semantics.create import uuid7
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
 P = "acme/bot"

@@ -1,18 +1,21 @@
 """The per-project index that ``POST /feedback/aggregate`` scans.
 
-It keeps the project's rows as :class:`refengine.columns.Columns` twice over:
+It keeps the project's rows as :class:`refengine.fast.columns.Columns` twice over:
 
 * the **master** columns mirror the store row for row (same positions), and
 * a **partitioning** per ``group_by`` set splits them by the group values — one
   :class:`Columns` per distinct value tuple, each still in store order.
 
 A (time bucket, group) cell of an answer is then a contiguous slice of one
-partition, so its rating sums are single ``sum`` calls over contiguous values that
-add in store order, exactly as spec/SEMANTICS.md requires; and its counts come from
+partition, so its rating sums are single left-to-right sums over contiguous values
+that add in store order, exactly as spec/SEMANTICS.md requires; and its counts come from
 one ``Counter`` over a slice of signature codes.
 
 Keeping it current costs the create path nothing but a comparison: the index is
-brought up to date lazily, when a query needs it (under the engine lock):
+brought up to date lazily, when a query needs it, under the project's own index
+lock; only the copy of the store rows it lacks (:meth:`AggregateIndex.pending`)
+happens under the engine lock, the columns are built outside it, in steps of
+:data:`BUILD_CHUNK` rows:
 
 * rows appended at the end of the store (the usual case: the clock moves forward)
   are added to the master columns and then to each partitioning that is queried —
@@ -34,11 +37,17 @@ from typing import Any
 
 from sortedcontainers import SortedKeyList
 
+from ..rows import FeedbackRow
 from . import lru
 from .columns import PROFILE_FIELDS, Codebook, Columns, Signature, new_signatures
 
 MAX_PARTITIONINGS = 4
 """How many ``group_by`` sets keep their partitions between queries."""
+
+BUILD_CHUNK = 8192
+"""Rows indexed per step when the index catches up. Each step is a few C-level
+passes that hold Python's global interpreter lock throughout; in steps this size
+a thread creating rows meanwhile waits about a millisecond, not the whole build."""
 
 GroupKey = tuple[str, ...]
 
@@ -61,9 +70,10 @@ class Partitioning:
 
         One Python step per distinct profile among the new rows; the rows themselves
         move with C-level passes: ``O(m * g)`` for ``m`` new rows in ``g`` groups."""
-        lo, hi = self.covered, len(master)
-        if lo == hi:
-            return
+        for lo in range(self.covered, len(master), BUILD_CHUNK):
+            self._add(master, profiles, lo, min(lo + BUILD_CHUNK, len(master)))
+
+    def _add(self, master: Columns, profiles: Codebook[tuple[str, ...]], lo: int, hi: int) -> None:
         new_profiles = master.profile[lo:hi]
         groups: dict[GroupKey, set[int]] = {}
         for code in set(new_profiles):
@@ -86,39 +96,61 @@ class Partitioning:
         self.covered = min(self.covered, master_size)
 
 
-class AggregateIndex(lru.StaleMark):
+class AggregateIndex:
     """Master columns and partitionings of one project (see the module docstring).
 
-    Not thread-safe on its own: the engine calls it under its lock.
+    Not thread-safe on its own: the store calls it under the project's index lock
+    (and :meth:`pending` under the engine lock as well).
     """
 
-    __slots__ = ("_partitionings", "master", "profiles", "signatures")
+    __slots__ = ("_partitionings", "master", "profiles", "signatures", "stale_from")
 
     def __init__(self) -> None:
-        super().__init__()
+        # The earliest created_at_ms of a row inserted before the end since the
+        # last catch-up (None: none).
+        self.stale_from: int | None = None
         self.profiles: Codebook[tuple[str, ...]] = Codebook()
         self.signatures: Codebook[Signature] = new_signatures()
         self.master = Columns()
-        self._partitionings: dict[tuple[str, ...], Partitioning] = {}  # see refengine.lru
+        self._partitionings: dict[tuple[str, ...], Partitioning] = {}  # see refengine.fast.lru
 
-    def sync(self, rows: SortedKeyList) -> None:
-        """Make the master columns mirror ``rows`` (the store). ``O(m)`` for ``m``
-        rows added at the end since the last sync; after an insert before the end,
-        ``O(rows at or after it)``."""
+    def invalidate_from(self, from_ms: int) -> None:
+        """Note that a row was inserted before the end, at ``from_ms``. ``O(1)``."""
+        if self.stale_from is None or from_ms < self.stale_from:
+            self.stale_from = from_ms
+
+    def pending(self, rows: SortedKeyList) -> tuple[int | None, list[FeedbackRow]]:
+        """What :meth:`catch_up` needs to make the master mirror ``rows`` (the store):
+        the stale millisecond (now forgotten here) and a copy of the store rows the
+        master lacks. Call it under the lock that guards ``rows``: it is the only
+        part of keeping the index current that reads the store. Runtime complexity:
+        ``O(log n + m)`` for the ``m`` rows copied (a pointer copy)."""
+        from_ms, self.stale_from = self.stale_from, None
+        covered = len(self.master)
+        if from_ms is not None:
+            # The rows before from_ms are where the master saw them.
+            covered = min(covered, rows.bisect_key_left(from_ms))
+        new_rows: list[FeedbackRow] = rows[covered:]
+        return from_ms, new_rows
+
+    def catch_up(self, from_ms: int | None, new_rows: list[FeedbackRow]) -> None:
+        """Apply what :meth:`pending` returned: drop the rows at or after ``from_ms``,
+        then append ``new_rows``. Reads no store row, so it runs outside the store's
+        lock. Runtime complexity: ``O(dropped + m (1 + r))`` for ``m`` new rows with
+        ``r`` rating keys."""
         master = self.master
-        if self._stale_from is not None:
-            from_ms, self._stale_from = self._stale_from, None
+        if from_ms is not None:
             master.truncate(from_ms)
             for partitioning in self._partitionings.values():
                 partitioning.truncate(from_ms, len(master))
-        if len(master) < len(rows):
-            master.extend_rows(list(rows.islice(len(master))), self.profiles, self.signatures)
+        for lo in range(0, len(new_rows), BUILD_CHUNK):
+            master.extend_rows(new_rows[lo : lo + BUILD_CHUNK], self.profiles, self.signatures)
 
-    def partitions(self, rows: SortedKeyList, dims: tuple[str, ...]) -> dict[GroupKey, Columns]:
-        """The current partitions for the ``group_by`` set ``dims`` (in
-        :data:`PROFILE_FIELDS` order; ``()`` is the master alone). Brings the index
-        up to date first."""
-        self.sync(rows)
+    def partitions(self, dims: tuple[str, ...]) -> dict[GroupKey, Columns]:
+        """The partitions of the master for the ``group_by`` set ``dims`` (in
+        :data:`PROFILE_FIELDS` order; ``()`` is the master alone), brought up to the
+        master first. Runtime complexity: ``O(m g)`` for ``m`` master rows the
+        partitioning has not seen, in ``g`` groups (all of them the first time)."""
         if not dims:
             return {(): self.master}
         partitioning = lru.use(
@@ -137,7 +169,7 @@ class AggregateIndex(lru.StaleMark):
         master = self.master
         master.check(self.signatures)
         mirrored = list(rows.islice(0, len(master)))
-        if self._stale_from is None:
+        if self.stale_from is None:
             expected = Columns()
             expected.extend_rows(mirrored, self.profiles, self.signatures)
             _assert_same_rows(master, expected, self, "master")
@@ -151,7 +183,7 @@ class AggregateIndex(lru.StaleMark):
                 for code in set(part.profile):
                     if partitioning.key_of(self.profiles.values[code]) != key:
                         raise AssertionError(f"partition {key} of {dims} holds another group")
-            if self._stale_from is None and size != partitioning.covered:
+            if self.stale_from is None and size != partitioning.covered:
                 raise AssertionError(f"partitioning {dims} holds {size} of {partitioning.covered}")
 
 

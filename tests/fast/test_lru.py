@@ -1,8 +1,8 @@
-"""The least-recently-used bookkeeping of the query indexes (``refengine.lru``)."""
+"""The least-recently-used bookkeeping of the query indexes (``refengine.fast.lru``)."""
 
 from __future__ import annotations
 
-from refengine.lru import use
+from refengine.fast.lru import use
 
 
 def test_use_makes_once_and_keeps_the_most_recently_used() -> None:

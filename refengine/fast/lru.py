@@ -2,9 +2,7 @@
 
 An index keeps a few derived views (aggregate partitionings, stats metric columns)
 in a plain ``dict`` whose insertion order is the order of use: least recently used
-first (:func:`use`). Each index also remembers, as a :class:`StaleMark`, the
-earliest millisecond at which a row was inserted before the end since it last
-caught up.
+first (:func:`use`).
 """
 
 from __future__ import annotations
@@ -36,19 +34,4 @@ def use(cache: dict[K, V], key: K, make: Callable[[], V], limit: int) -> V:
     return value
 
 
-class StaleMark:
-    """The earliest ``created_at_ms`` of a row inserted before the end, not yet
-    re-read (``_stale_from``; ``None`` when there is none)."""
-
-    __slots__ = ("_stale_from",)
-
-    def __init__(self) -> None:
-        self._stale_from: int | None = None
-
-    def invalidate_from(self, from_ms: int) -> None:
-        """Note that a row was inserted before the end, at ``from_ms``. ``O(1)``."""
-        if self._stale_from is None or from_ms < self._stale_from:
-            self._stale_from = from_ms
-
-
-__all__ = ["StaleMark", "use"]
+__all__ = ["use"]

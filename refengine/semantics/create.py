@@ -2,8 +2,9 @@
 
 :func:`prepare_row` runs production's checks in production's order (the first
 failure is reported, as :class:`InvalidRequest`), processes the payload, and
-returns the row to store with the response to send. It writes nothing: the engine
-stores the rows of a single create or a whole batch only once every item passed.
+returns the row to store, its id not yet drawn when the request has none. It writes
+nothing: the engine draws ids and stores the rows of a single create or a whole
+batch only once every item passed (spec/SEMANTICS.md, "Create / Batches").
 
 Steps (spec/SEMANTICS.md, "Create"):
 
@@ -30,11 +31,11 @@ from typing import Any, NamedTuple
 import emoji
 from pydantic import BaseModel, Field, ValidationError
 
-from . import errors
-from .errors import InvalidRequest, format_message
-from .models import FeedbackCreateReq, FeedbackCreateRes
-from .refs import ParsedRef, is_call_ref, parse_agent_ref, parse_ref
-from .rows import STATUS_CODES, FeedbackRow, build_row, datetime_to_us, payload_text
+from .. import errors
+from ..errors import InvalidRequest, format_message
+from ..models import FeedbackCreateReq, FeedbackCreateRes
+from ..refs import ParsedRef, is_call_ref, parse_agent_ref, parse_ref
+from ..rows import STATUS_CODES, FeedbackRow, build_row, datetime_to_us, payload_text
 
 MAX_PAYLOAD_CHARS = 1 << 20  # 1 MiB of json.dumps output
 SCORER_TYPES_PREFIX = "wandb.runnable"
@@ -76,17 +77,33 @@ _FIXED_SCHEMAS: dict[str, type[BaseModel]] = {
 
 
 class PreparedCreate(NamedTuple):
-    """A validated create: the row to store and the response to return."""
+    """A validated create: the row to store — with the request's id, or ``""`` when
+    the id is still to be drawn (:attr:`needs_id`) — and what the response echoes."""
 
     row: FeedbackRow
-    response: FeedbackCreateRes
+    created_at: datetime
+    payload: dict[str, Any]
+
+    @property
+    def needs_id(self) -> bool:
+        """True when the request gave no id: the engine draws one as it stores it."""
+        return not self.row.id
+
+    def response(self, row: FeedbackRow) -> FeedbackCreateRes:
+        """The create response for ``row``, this create's row as stored (id drawn)."""
+        result: FeedbackCreateRes = _new_response(
+            {
+                "id": row.id,
+                "created_at": self.created_at,
+                "wb_user_id": row.wb_user_id,
+                "payload": self.payload,
+            }
+        )
+        return result
 
 
 IdFactory = Callable[[], str]
 """A caller's source of row ids (``Engine(id_factory=...)``)."""
-
-RowIdSource = Callable[[int], str]
-"""What :func:`prepare_row` draws an id from: given the row's ``created_at_ms``."""
 
 
 def uuid7(ms: int | None = None) -> str:
@@ -109,71 +126,35 @@ _UUID7_KEEP = (1 << 128) - 1 & ~(0xF << 76) & ~(0x3 << 62)  # every other bit
 
 
 def prepare_row(
-    req: FeedbackCreateReq,
-    *,
-    now: datetime,
-    default_user_id: str | None,
-    new_id: RowIdSource = uuid7,
+    req: FeedbackCreateReq, *, now: datetime, default_user_id: str | None
 ) -> PreparedCreate:
-    """Validate ``req`` and build its row, stamped ``now``. Raises InvalidRequest.
+    """Validate ``req`` and build its row, stamped ``now``, without drawing an id
+    (the first phase of a create; see :class:`PreparedCreate`). Raises
+    InvalidRequest, and changes nothing, so a rejected batch uses up no ids.
 
-    Runs in time linear in the size of the request (the payload is serialised
-    once, and walked once more only to name a non-finite number).
+    Runtime complexity: linear in the size of the request (the payload is
+    serialised once, and walked once more only to name a non-finite number).
     """
-    # 1. the user
-    user_id = req.wb_user_id if req.wb_user_id is not None else default_user_id
-    if user_id is None:
-        raise InvalidRequest(errors.NO_USER)
-    ftype = req.feedback_type
-
-    # 2. fixed payload schemas
-    schema = _FIXED_SCHEMAS.get(ftype)
-    if schema is not None:
-        _check_payload(schema, req.payload, ftype)
-
-    # 3. type-specific ref rules
+    user_id = check_user(req, default_user_id)
+    check_fixed_schema(req)
     _check_type_refs(req)
-
-    # 4. scorer columns are reserved (each of the six spelled out: no getattr loop)
-    if (
-        req.scorer_tags
-        or req.scorer_tag_reasons
-        or req.scorer_tag_confidences
-        or req.scorer_ratings
-        or req.scorer_rating_reasons
-        or req.scorer_rating_confidences
-    ) and not (
-        ftype.startswith(SCORER_TYPES_PREFIX) or ftype in (AGENT_MONITOR, AGENT_USER_FEEDBACK)
-    ):
-        raise InvalidRequest(errors.SCORER_COLUMNS_RESERVED)
-
-    # 5. user feedback on agents carries tags
-    if ftype == AGENT_USER_FEEDBACK and not req.scorer_tags:
-        raise InvalidRequest(errors.USER_FEEDBACK_TAGS_REQUIRED)
-
-    # 6. ref formats
+    check_scorer_columns(req)
+    check_user_feedback_tags(req)
     _check_ref_formats(req)
-
-    # 7. agent targets
-    conversation_id, trace_id = _resolve_agent_target(req)
-
-    # 8. payload processing and limits
+    conversation_id, trace_id = resolve_agent_target(
+        req.feedback_type, req.weave_ref, req.span_conversation_id, req.span_trace_id
+    )
     payload = _process_payload(req)
     payload_dump = _checked_payload_text(payload, req)
-
-    # 9. the status enum (production fails the insert), then the row
-    if req.span_status_code not in STATUS_CODES:
-        raise InvalidRequest(format_message(errors.BAD_STATUS_CODE, value=req.span_status_code))
-    created_at_us = datetime_to_us(now)
-    row_id = req.id or new_id(created_at_us // 1000)
+    check_status_code(req)
     row = build_row(
-        row_id,
+        req.id or "",
         req.project_id,
         req.weave_ref,
         user_id,
         req.creator,
-        created_at_us,
-        ftype,
+        datetime_to_us(now),
+        req.feedback_type,
         payload_dump,
         req.annotation_ref,
         req.runnable_ref,
@@ -193,15 +174,60 @@ def prepare_row(
         trace_id,
         req.scorer_trace_id,
     )
-    response: FeedbackCreateRes = _new_response(
-        {"id": row_id, "created_at": now, "wb_user_id": user_id, "payload": payload}
-    )
-    return PreparedCreate(row, response)
+    return PreparedCreate(row, now, payload)
 
 
 # The response model validated from a dict in one C call: a third cheaper than its
 # keyword __init__, and the same model (payload copied, every field set).
 _new_response = FeedbackCreateRes.__pydantic_validator__.validate_python
+
+
+def check_user(req: FeedbackCreateReq, default_user_id: str | None) -> str:
+    """Create / 1. The user: the request's ``wb_user_id``, else the engine's; a
+    create without either is rejected."""
+    user_id = req.wb_user_id if req.wb_user_id is not None else default_user_id
+    if user_id is None:
+        raise InvalidRequest(errors.NO_USER)
+    return user_id
+
+
+def check_fixed_schema(req: FeedbackCreateReq) -> None:
+    """Create / 2. Fixed payload schemas: ``wandb.reaction.1`` and ``wandb.note.1``
+    payloads must fit their schemas (extra keys allowed)."""
+    schema = _FIXED_SCHEMAS.get(req.feedback_type)
+    if schema is not None:
+        _check_payload(schema, req.payload, req.feedback_type)
+
+
+def check_scorer_columns(req: FeedbackCreateReq) -> None:
+    """Create / 4. Scorer columns are reserved: the six scorer maps and tags only on
+    runnable, agent monitor and agent user feedback."""
+    ftype = req.feedback_type
+    # Each of the six spelled out: no getattr loop on the create hot path.
+    if (
+        req.scorer_tags
+        or req.scorer_tag_reasons
+        or req.scorer_tag_confidences
+        or req.scorer_ratings
+        or req.scorer_rating_reasons
+        or req.scorer_rating_confidences
+    ) and not (
+        ftype.startswith(SCORER_TYPES_PREFIX) or ftype in (AGENT_MONITOR, AGENT_USER_FEEDBACK)
+    ):
+        raise InvalidRequest(errors.SCORER_COLUMNS_RESERVED)
+
+
+def check_user_feedback_tags(req: FeedbackCreateReq) -> None:
+    """Create / 5. Agent user feedback carries tags."""
+    if req.feedback_type == AGENT_USER_FEEDBACK and not req.scorer_tags:
+        raise InvalidRequest(errors.USER_FEEDBACK_TAGS_REQUIRED)
+
+
+def check_status_code(req: FeedbackCreateReq) -> None:
+    """Create / 9. Status codes and writing: ``span_status_code`` is a known enum
+    value (production fails the insert); the row is then stamped and built."""
+    if req.span_status_code not in STATUS_CODES:
+        raise InvalidRequest(format_message(errors.BAD_STATUS_CODE, value=req.span_status_code))
 
 
 def _check_payload(schema: type[BaseModel], payload: dict[str, Any], ftype: str) -> None:
@@ -221,6 +247,7 @@ def _brief(exc: ValidationError) -> str:
 
 
 def _check_type_refs(req: FeedbackCreateReq) -> None:
+    """Create / 3. Type-specific refs: annotation, runnable, agent monitor, other."""
     ftype = req.feedback_type
     if ftype.startswith("wandb.annotation"):
         if not ftype.startswith("wandb.annotation."):
@@ -285,6 +312,7 @@ def _invalid_ref(ref: str, field: str, kinds: tuple[str, ...]) -> InvalidRequest
 
 
 def _check_ref_formats(req: FeedbackCreateReq) -> None:
+    """Create / 6. Ref formats (and the annotation ref's project)."""
     # Empty strings are "no ref" here: the agent monitor rule lets "" through.
     if req.runnable_ref:
         _parse_kind(req.runnable_ref, "runnable_ref", ("op", "object"))
@@ -302,12 +330,14 @@ def _check_ref_formats(req: FeedbackCreateReq) -> None:
             )
 
 
-def _resolve_agent_target(req: FeedbackCreateReq) -> tuple[str, str]:
-    """Return the (span_conversation_id, span_trace_id) to store."""
-    conversation_id, trace_id = req.span_conversation_id, req.span_trace_id
-    if req.feedback_type not in (AGENT_MONITOR, AGENT_USER_FEEDBACK):
+def resolve_agent_target(
+    feedback_type: str, weave_ref: str, conversation_id: str, trace_id: str
+) -> tuple[str, str]:
+    """Create / 7. Agent targets: the ``(span_conversation_id, span_trace_id)`` to
+    store, checked against, or filled from, an agent weave_ref."""
+    if feedback_type not in (AGENT_MONITOR, AGENT_USER_FEEDBACK):
         return conversation_id, trace_id
-    target = parse_agent_ref(req.weave_ref)
+    target = parse_agent_ref(weave_ref)
     if target is None:
         return conversation_id, trace_id
     if target.kind == "agent_conversation":
@@ -395,7 +425,8 @@ def _find_non_finite(payload: dict[str, Any]) -> tuple[str, float] | None:
 
 
 def _checked_payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> str:
-    """Step 8's checks, then the payload text the row stores.
+    """Create / 8. Payload processing and the size limit: the checks, then the
+    payload text the row stores.
 
     The checks, in order: the payload serialises as JSON (no NaN, Infinity or
     foreign type), the scorer maps are finite, and the ``json.dumps`` text fits the

@@ -21,8 +21,11 @@ Memory: 8 bytes per row per column (pointers; the int and float objects are the
 rows' own, the ``0.0`` shared) — 24 bytes plus 8 per rating key that occurs in
 the run.
 
-Every operation here is C-level per row; the only Python loops run over distinct
-codes and over rating keys.
+The per-row work is done by C-level passes (slices, ``map``, ``compress``, ``set``)
+except in :meth:`Columns.extend_rows`, which builds each rating key's column with
+a list comprehension (one Python step per row per key that occurs in the rows) and
+:meth:`Columns.check`; the other Python loops run over distinct codes and over
+rating keys.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from itertools import compress, pairwise, repeat
 from operator import attrgetter
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from .rows import FeedbackRow
+from ..rows import FeedbackRow
 
 PROFILE_FIELDS: tuple[str, ...] = (
     "feedback_type",
@@ -223,22 +226,10 @@ def new_signatures() -> Codebook[Signature]:
     return Codebook(_signature)
 
 
-def build_columns(
-    rows: Iterable[FeedbackRow],
-    profiles: Codebook[tuple[str, ...]],
-    signatures: Codebook[Signature],
-) -> Columns:
-    """A new :class:`Columns` holding ``rows`` (in store order). ``O(m)``."""
-    columns = Columns()
-    columns.extend_rows(list(rows), profiles, signatures)
-    return columns
-
-
 __all__ = [
     "PROFILE_FIELDS",
     "Codebook",
     "Columns",
     "Signature",
-    "build_columns",
     "new_signatures",
 ]

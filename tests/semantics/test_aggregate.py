@@ -1,4 +1,4 @@
-"""``POST /feedback/aggregate``: one test per rule of SEMANTICS-NOTES §3, exact values."""
+"""``POST /feedback/aggregate``: one test per rule of spec/SEMANTICS.md "Aggregate"."""
 
 from __future__ import annotations
 

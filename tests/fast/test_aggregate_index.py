@@ -1,4 +1,4 @@
-"""The per-project aggregate index (``refengine.aggregate_index``): it stays a
+"""The per-project aggregate index (``refengine.fast.aggregate_index``): it stays a
 faithful copy of the store through appends, out-of-order inserts and evictions."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from naive_aggregate import naive_aggregate
 from refengine import Engine
-from refengine.aggregate_index import MAX_PARTITIONINGS
+from refengine.fast.aggregate_index import MAX_PARTITIONINGS
+from refengine.fast.snapshots import aggregate_snapshot, guarded_aggregate_index
 from refengine.rows import FeedbackRow
 from refengine.store import ProjectStore
+from reference import reference_aggregate
 from strategies import PROJECT, aggregate_requests, interleaved_steps, replay
 from strategies import scorer_row as stored_scorer_row
 
@@ -25,7 +26,7 @@ def scorer_row(ms: int, scorer: str = "s", rating: float = 0.5) -> FeedbackRow:
 
 
 def window_ms(store: ProjectStore, dims: tuple[str, ...] = DIMS) -> dict[Any, list[int]]:
-    return {key: view.ms for key, view in store.aggregate_views(dims, 0, 10**6)}
+    return {key: view.ms for key, view in aggregate_snapshot(store, dims, 0, 10**6).views}
 
 
 def test_appends_are_picked_up_by_the_next_query() -> None:
@@ -47,7 +48,7 @@ def test_an_insert_before_the_end_rebuilds_from_that_millisecond() -> None:
     store.add(scorer_row(5, "c"))
     store.check_invariants()  # stale index: the check does not rebuild it
     assert window_ms(store) == {("a",): [10, 20, 25, 30, 40], ("c",): [5]}
-    views = dict(store.aggregate_views(DIMS, 20, 31))
+    views = dict(aggregate_snapshot(store, DIMS, 20, 31).views)
     assert views[("a",)].ratings["_rating_"] == [0.5, 0.25, 0.5]
     store.check_invariants()
 
@@ -70,19 +71,19 @@ def test_check_catches_an_index_that_drifted_from_the_store() -> None:
     store = ProjectStore("e/p")
     store.update(scorer_row(ms) for ms in range(5))
     window_ms(store)
-    store.aggregate_index.master.ms[2] = 3  # still sorted, but no longer the store
+    guarded_aggregate_index(store).index.master.ms[2] = 3  # still sorted, but no longer the store
     with pytest.raises(AssertionError, match="master columns differ from the store at row 2"):
         store.check_invariants()
 
 
-# --- interleaved writes and queries agree with the naive model ---------------------
+# --- interleaved writes and queries agree with the reference fold ---------------------
 
 
-def agrees_with_naive_aggregate(engine: Engine, req: dict[str, Any]) -> None:
+def agrees_with_the_reference(engine: Engine, req: dict[str, Any]) -> None:
     got = engine.feedback_aggregate(req).model_dump()
-    assert json.dumps(got) == json.dumps(naive_aggregate(engine, req))
+    assert json.dumps(got) == json.dumps(reference_aggregate(engine, req))
 
 
 @given(interleaved_steps(aggregate_requests(PROJECT)))
 def test_queries_between_writes_agree_with_a_full_scan(plan: list[tuple[Any, ...]]) -> None:
-    replay(plan, agrees_with_naive_aggregate)
+    replay(plan, agrees_with_the_reference)

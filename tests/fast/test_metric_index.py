@@ -1,4 +1,4 @@
-"""The per-project stats metric columns (``refengine.metric_index``): they stay a
+"""The per-project stats metric columns (``refengine.fast.metric_index``): they stay a
 faithful reading of the stored payloads through appends, out-of-order inserts and
 evictions."""
 
@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from naive_stats import naive_stats
 from refengine import Engine, ManualClock
-from refengine.metric_index import MAX_METRIC_COLUMNS, PARSE_CHUNK
+from refengine.fast.metric_index import MAX_METRIC_COLUMNS, PARSE_CHUNK
+from refengine.fast.snapshots import guarded_metric_index, stats_snapshot
 from refengine.paths import compile_path
 from refengine.rows import FeedbackRow
 from refengine.store import ProjectStore
+from reference import reference_stats
 from strategies import interleaved_steps, replay, scorer_row, stats_requests
 
 SCORE = compile_path("output.score", "numeric")
@@ -29,7 +30,7 @@ def row(ms: int, score: Any = 0.5, passed: Any = True) -> FeedbackRow:
 
 def readings(store: ProjectStore, after: int = 0, before: int = 10**6) -> list[list[Any]]:
     """Per metric (score, passed), the window's entries; None for no value."""
-    _, columns = store.stats_window(after, before, [SCORE, PASSED])
+    _, columns = stats_snapshot(store, after, before, [SCORE, PASSED])
     return [[None if math.isnan(v) else v for v in column] for column in columns]
 
 
@@ -37,7 +38,7 @@ def test_a_column_reads_every_row_with_nan_for_no_value() -> None:
     store = ProjectStore("e/p")
     store.update([row(1, 0.25), row(2, "0.5", False), row(3, 7, "yes"), row(4, None, None)])
     assert readings(store) == [[0.25, None, 7.0, None], [1.0, 0.0, None, None]]
-    rows, columns = store.stats_window(2, 4, [SCORE])
+    rows, columns = stats_snapshot(store, 2, 4, [SCORE])
     assert [r.created_at_ms for r in rows] == [2, 3]
     assert [str(v) for v in columns[0]] == ["nan", "7.0"]
     store.check_invariants()
@@ -78,10 +79,10 @@ def test_the_least_recently_used_column_is_dropped_and_rebuilt() -> None:
     store = ProjectStore("e/p")
     store.update(row(ms, float(ms)) for ms in range(3))
     readers = [compile_path(f"output.m{i}", "numeric") for i in range(MAX_METRIC_COLUMNS)]
-    store.stats_window(0, 10, [SCORE])
+    stats_snapshot(store, 0, 10, [SCORE])
     for reader in readers:
-        store.stats_window(0, 10, [reader])
-    kept = store.metric_index.kept()
+        stats_snapshot(store, 0, 10, [reader])
+    kept = list(guarded_metric_index(store).index._columns)  # least recently used first
     assert len(kept) == MAX_METRIC_COLUMNS
     assert (SCORE.keys, "numeric") not in kept  # the first one asked for went first
     store.add(row(5, 5.0))
@@ -110,21 +111,21 @@ def test_a_query_with_more_metrics_than_are_kept_reads_them_all() -> None:
     }
     got = engine.feedback_stats(req)
     assert got.window_stats == {f"m{i}": {"sum": 3.0 * i} for i in range(n)}
-    assert json.dumps(got.buckets) == json.dumps(naive_stats(engine, req)["buckets"])
+    assert json.dumps(got.buckets) == json.dumps(reference_stats(engine, req)["buckets"])
     engine.check_invariants()
 
 
 def test_a_categorical_metric_has_no_column() -> None:
     store = ProjectStore("e/p")
     with pytest.raises(ValueError, match="categorical metric has no column"):
-        store.stats_window(0, 1, [compile_path("output.label", "categorical")])
+        stats_snapshot(store, 0, 1, [compile_path("output.label", "categorical")])
 
 
 def test_check_catches_a_column_that_drifted_from_the_store() -> None:
     store = ProjectStore("e/p")
     store.update(row(ms, float(ms)) for ms in range(5))
     readings(store)
-    column = store.metric_index._columns[(SCORE.keys, "numeric")]
+    column = guarded_metric_index(store).index._columns[(SCORE.keys, "numeric")]
     column[2] = 9.0
     with pytest.raises(AssertionError, match="differs from the store"):
         store.check_invariants()
@@ -135,16 +136,16 @@ def test_check_catches_a_column_that_drifted_from_the_store() -> None:
         store.check_invariants()
 
 
-# --- interleaved writes and queries agree with the naive model ---------------------
+# --- interleaved writes and queries agree with the reference fold ---------------------
 
 
-def agrees_with_naive_stats(engine: Engine, req: dict[str, Any]) -> None:
+def agrees_with_the_reference(engine: Engine, req: dict[str, Any]) -> None:
     got = engine.feedback_stats(req)
-    expected = naive_stats(engine, req)
+    expected = reference_stats(engine, req)
     assert json.dumps(got.buckets) == json.dumps(expected["buckets"])
     assert json.dumps(got.window_stats) == json.dumps(expected["window_stats"])
 
 
 @given(interleaved_steps(stats_requests()))
 def test_queries_between_writes_agree_with_a_full_scan(plan: list[tuple[Any, ...]]) -> None:
-    replay(plan, agrees_with_naive_stats)
+    replay(plan, agrees_with_the_reference)

@@ -7,8 +7,10 @@ several times the query itself, so for each numeric or boolean metric asked for
 ``array('d')`` holding every stored row's reading of it, in store order, NaN
 where the row has none (:mod:`refengine.paths`).
 
-Kept current like the aggregate index, lazily, when a query needs it (under the
-engine lock):
+Kept current like the aggregate index, lazily, when a query needs it, under the
+project's own metrics lock; only dropping stale entries and copying the store rows
+the columns lack (:meth:`MetricIndex.pending`) happen under the engine lock, the
+parsing outside it:
 
 * rows appended at the end of the store since the last query are parsed once
   for all the columns that query reads — ``O(m)`` for ``m`` new rows;
@@ -32,8 +34,9 @@ from typing import Any
 
 from sortedcontainers import SortedKeyList
 
+from ..paths import PathReader, ValueType, compile_path
+from ..rows import FeedbackRow
 from . import lru
-from .paths import PathReader, ValueType, compile_path
 
 MAX_METRIC_COLUMNS = 8
 """How many metric columns a project keeps between queries."""
@@ -61,56 +64,83 @@ def _parse_all(texts: Iterable[str]) -> list[dict[str, Any]]:
     return list(map(_first, map(_scan, texts, repeat(0))))
 
 
-class MetricIndex(lru.StaleMark):
+class MetricIndex:
     """Metric columns of one project (see the module docstring).
 
-    Not thread-safe on its own: the engine calls it under its lock.
+    Not thread-safe on its own: the store calls it under the project's metrics lock
+    (and :meth:`pending` under the engine lock as well).
     """
 
-    __slots__ = ("_columns",)
+    __slots__ = ("_columns", "stale_from")
 
     def __init__(self) -> None:
-        super().__init__()
-        self._columns: dict[MetricKey, array[float]] = {}  # see refengine.lru
+        self._columns: dict[MetricKey, array[float]] = {}  # see refengine.fast.lru
+        # The earliest created_at_ms of a row inserted before the end since the
+        # columns were last brought up to date (None: none).
+        self.stale_from: int | None = None
 
-    def columns(self, rows: SortedKeyList, readers: Sequence[PathReader]) -> list[array[float]]:
-        """The current column of each reader's metric (numeric or boolean), in
-        ``readers`` order, each one entry per row of ``rows`` (the store).
+    def invalidate_from(self, from_ms: int) -> None:
+        """Note that a row was inserted before the end, at ``from_ms``. ``O(1)``."""
+        if self.stale_from is None or from_ms < self.stale_from:
+            self.stale_from = from_ms
 
-        Every stored row whose entry is missing from a wanted column is parsed once,
-        for all of them (see the module docstring for the cost). The arrays are the
-        index's own: copy what you keep.
+    def pending(
+        self, rows: SortedKeyList, readers: Sequence[PathReader]
+    ) -> tuple[list[array[float]], list[FeedbackRow]]:
+        """The column of each reader's metric (numeric or boolean), in ``readers``
+        order, stale entries dropped, and a copy of the store rows ``rows[lo:]`` whose
+        entries the shortest of them lacks. Call it under the lock that guards
+        ``rows``; then :meth:`catch_up` outside it. Runtime complexity:
+        ``O(log n + dropped + m)`` for the ``m`` rows copied (pointers).
+
+        The arrays are the index's own: copy what you keep.
         """
         self._drop_stale(rows)
         # The columns are held here, not looked up again: a query with more metrics
         # than are kept evicts some of its own columns from the cache as it goes.
-        wanted: list[tuple[array[float], ColumnReader]] = []
+        wanted: list[array[float]] = []
         for reader in readers:
             if reader.column is None:
                 raise ValueError(f"a {reader.value_type} metric has no column")
             key = (reader.keys, reader.value_type)
-            wanted.append(
-                (lru.use(self._columns, key, _new_column, MAX_METRIC_COLUMNS), reader.column)
-            )
-        n = len(rows)
-        lo = min((len(column) for column, _ in wanted), default=n)
+            wanted.append(lru.use(self._columns, key, _new_column, MAX_METRIC_COLUMNS))
+        lo = min((len(column) for column in wanted), default=len(rows))
+        new_rows: list[FeedbackRow] = rows[lo:]
+        return wanted, new_rows
+
+    @staticmethod
+    def catch_up(
+        columns: Sequence[array[float]],
+        readers: Sequence[PathReader],
+        new_rows: Sequence[FeedbackRow],
+        size: int,
+    ) -> None:
+        """Bring each of ``columns`` (from :meth:`pending`) to ``size`` entries, the
+        store having been ``size`` rows long and ``new_rows`` its last rows. Every row
+        is parsed once for all the columns that lack it. Runtime complexity:
+        ``O(m · payload)`` for the ``m`` new rows."""
+        wanted: list[tuple[array[float], ColumnReader]] = []
+        for column, reader in zip(columns, readers, strict=True):
+            if reader.column is None:
+                raise ValueError(f"a {reader.value_type} metric has no column")
+            wanted.append((column, reader.column))
+        lo = size - len(new_rows)
         # In small chunks, so parsed payloads die before a young collection sees
         # them: kept longer, they are promoted and collected over and over (three
         # times slower at 4,096 rows a chunk than at 64).
-        for start in range(lo, n, PARSE_CHUNK):
-            stop = min(start + PARSE_CHUNK, n)
-            payloads = _parse_all(map(_payload_dump, rows.islice(start, stop)))
+        for start in range(lo, size, PARSE_CHUNK):
+            stop = min(start + PARSE_CHUNK, size)
+            payloads = _parse_all(map(_payload_dump, new_rows[start - lo : stop - lo]))
             for column, read in wanted:
                 if len(column) < stop:
                     column.extend(read(payloads[len(column) - start :]))
-        return [column for column, _ in wanted]
 
     def _drop_stale(self, rows: SortedKeyList) -> None:
-        if self._stale_from is None:
+        if self.stale_from is None:
             return
         # The rows before the first one of that millisecond are where they were.
-        cut = rows.bisect_key_left(self._stale_from)
-        self._stale_from = None
+        cut = rows.bisect_key_left(self.stale_from)
+        self.stale_from = None
         for column in self._columns.values():
             del column[cut:]
 
@@ -122,18 +152,14 @@ class MetricIndex(lru.StaleMark):
             if len(column) > len(rows):
                 raise AssertionError(f"metric column {keys} is longer than the store")
             covered = len(column)
-            if self._stale_from is not None:
-                covered = min(covered, rows.bisect_key_left(self._stale_from))
+            if self.stale_from is not None:
+                covered = min(covered, rows.bisect_key_left(self.stale_from))
             read = compile_path(".".join(keys), value_type).column
             if read is None:
                 raise AssertionError(f"a {value_type} metric column is kept")
             payloads = _parse_all(map(_payload_dump, rows.islice(0, covered)))
             if read(payloads).tobytes() != column[:covered].tobytes():
                 raise AssertionError(f"metric column {keys} differs from the store")
-
-    def kept(self) -> list[MetricKey]:
-        """The metrics whose columns are kept, least recently used first."""
-        return list(self._columns)
 
 
 __all__ = ["MAX_METRIC_COLUMNS", "MetricIndex", "MetricKey"]

@@ -9,13 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from refengine import Engine, InvalidRequest, ManualClock
-from refengine.stats import (
-    auto_granularity,
-    interpolate,
-    percentile_level,
-    percentile_name,
-    resolve_granularity,
-)
+from refengine.semantics.exact import interpolate, percentile_level
+from refengine.semantics.stats import percentile_name
+from refengine.semantics.stats_time import auto_granularity, resolve_granularity
 
 P = "acme/bot"
 NOW = "2024-03-10T12:00:00Z"

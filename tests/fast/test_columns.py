@@ -1,4 +1,4 @@
-"""Column storage of the aggregate fields (``refengine.columns``)."""
+"""Column storage of the aggregate fields (``refengine.fast.columns``)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,26 @@ from typing import Any
 
 import pytest
 
-from refengine.columns import (
+from refengine.fast.columns import (
     PROFILE_FIELDS,
     Codebook,
     Columns,
     Signature,
-    build_columns,
     new_signatures,
 )
 from refengine.rows import FeedbackRow
 from strategies import scorer_row as stored_scorer_row
+
+
+def build_columns(
+    rows: list[FeedbackRow],
+    profiles: Codebook[tuple[str, ...]],
+    signatures: Codebook[Signature],
+) -> Columns:
+    """A new Columns holding ``rows``, as the aggregate index builds its master."""
+    columns = Columns()
+    columns.extend_rows(rows, profiles, signatures)
+    return columns
 
 
 def scorer_row(ms: int, tags: tuple[str, ...] = (), **ratings: float) -> FeedbackRow:

@@ -1,61 +1,34 @@
-"""``POST /feedback/aggregate``: counts and rating sums per (time bucket, group).
+"""The fast fold of ``POST /feedback/aggregate`` over the columnar index.
 
-Semantics (spec/SEMANTICS.md, "Aggregate"; production facts in SEMANTICS-NOTES §3):
+The rules are :mod:`refengine.semantics.aggregate`'s (spec/SEMANTICS.md,
+"Aggregate"); this module answers the same :class:`AggregatePlan` from an
+:class:`AggregateSnapshot` instead of a list of rows, and must give the same answer
+(property tests and the case catalogue run both).
 
-* **Rows.** The caller passes the project's rows with
-  ``after_ms <= created_at_ms < before_ms`` in store order (``created_at``, then
-  insertion) — :meth:`refengine.engine.Engine.window` finds them by bisection.
-* **Filters** (all ANDed; an empty list or a null bound is no filter):
-  ``feedback_types`` any-of prefix match after stripping trailing ``*``\\ s (``""``
-  or ``"*"`` matches everything); ``monitor_ids`` / ``scorer_ids`` on the derived
-  object names, exact, or prefix match of the value with all trailing ``*``\\ s
-  removed when it ends in ``*``
-  (so ``[""]`` keeps only rows without a ref and ``["*"]`` keeps every row);
-  ``span_agent_names`` exact; ``span_types`` on the derived span type; ``tags``
-  any-of exact on ``scorer_tags``; ``rating_min`` / ``rating_max`` inclusive, on
-  the ``_rating_`` key only — when either is set, rows without ``_rating_`` drop
-  out (``rating_min > rating_max`` matches nothing).
-* **Buckets.** With ``time_bucket_seconds = n`` a row falls in the bucket starting
-  at ``floor(created_at_ms / (1000 n)) * 1000 n`` ms — epoch aligned, so the first
-  bucket may start before ``after_ms``.
-* **Groups.** The ``group_by`` dimensions in request order, values as strings.
-* **Accumulators** per (bucket, group): ``total_count`` rows; ``scored_count`` rows
-  with a tag or a rating key; ``tag_counts`` +1 per tag element (a tag repeated in
-  a row counts twice); ``rating_counts`` rows carrying each key; ``rating_sums``
-  the IEEE-754 double sum of each key's values, added one by one in store order
-  starting from ``0.0``; like ClickHouse ``sumMap`` a key whose sum is exactly
-  zero (``0.0`` or ``-0.0``) is left out of ``rating_sums`` but kept in
-  ``rating_counts``. Every map has its keys in ascending code-point order (which
-  is UTF-8 byte order, ClickHouse's order for ``String`` keys).
-* **Shape.** Only non-empty (bucket, group) rows, except that with neither a bucket
-  nor a group_by there is always exactly one row (zero counts, empty maps when
-  nothing matched). Rows are ordered by bucket start, then by group values, where
-  ``span_status_code`` sorts by enum value (UNSET < OK < ERROR) and strings by
-  code point. The response echoes ``after_ms``, ``before_ms`` and
-  ``time_bucket_seconds``.
-
-How it runs: the store keeps an index (:mod:`refengine.aggregate_index`) with
+The snapshot: the store keeps an index (:mod:`refengine.fast.aggregate_index`) with
 the rows as columns — time, a code for the row's string dimensions (its
 *profile*), a code for its tags and rating keys (its *signature*), and per rating
-key the values — split into one partition per group_by value. The engine hands
-this module a copy of each partition's window (:class:`refengine.columns.Columns`).
+key the values — split into one partition per group_by value. The engine takes a
+copy of each partition's window (:class:`refengine.fast.columns.Columns`).
 
 1. **Filters** are compiled once per request (:func:`compile_filters`). The string
-   filters are decided once per distinct profile and the tags filter once per
-   distinct signature; a row then costs one C-level set lookup. The rating bounds
-   are a signature lookup (does the row have ``_rating_``?) and two C-level
-   comparisons per row. A partition whose rows all pass is not copied again.
+   filters are decided once per distinct profile (with the reference's own
+   predicates) and the tags filter once per distinct signature; a row then costs
+   one set lookup in a ``map``. The rating bounds are a signature lookup (does the
+   row have ``_rating_``?) and two comparisons per row in ``map``. A partition whose
+   rows all pass is not copied again.
 2. **Buckets**: rows are in time order, so bucket edges are found by bisection on
    the time column — no per-row arithmetic.
 3. **Cells**: each (bucket, group) cell is a contiguous slice of one partition.
    Its counts come from one ``Counter`` over the slice's signature codes, spread
    over the few distinct signatures (tags and rating keys included); each rating
-   key's sum is one ``sum`` over the slice of its value column, in store order.
+   key's sum is one left-to-right sum over the slice of its value column, in store
+   order.
 
-Complexity, for ``k`` window rows in ``g`` groups making ``c`` cells, with ``s``
-distinct signatures per cell and ``r`` rating keys: ``O(k r + c s + c log c)``
-once the index is current (see :mod:`refengine.aggregate_index` for
-keeping it so). Measured figures: ``benchmarks/bench_aggregate.py``.
+Runtime complexity, for ``k`` window rows in ``g`` groups making ``c`` cells, with
+``s`` distinct signatures per cell and ``r`` rating keys: ``O(k r + c s + c log c)``
+once the index is current (see :mod:`refengine.fast.aggregate_index` for keeping it
+so). Measured figures: ``benchmarks/bench_aggregate.py``.
 """
 
 from __future__ import annotations
@@ -65,17 +38,15 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import reduce
+from functools import partial, reduce
 from itertools import repeat
-from operator import add, and_, ge, itemgetter, le, methodcaller
-from typing import Any
+from operator import add, and_, ge, itemgetter, le
+from typing import Any, NamedTuple
 
+from ..models import FeedbackAggregateBucket, FeedbackAggregateRes
+from ..rows import STATUS_ORDER
+from ..semantics.aggregate import RATING_KEY, AggregatePlan, id_matches, type_matches
 from .columns import PROFILE_FIELDS, Codebook, Columns, Signature
-from .models import FeedbackAggregateBucket, FeedbackAggregateReq, FeedbackAggregateRes
-from .rows import STATUS_ORDER
-
-RATING_KEY = "_rating_"
-"""The only rating key that ``rating_min`` / ``rating_max`` consult."""
 
 if sys.version_info < (3, 12):
     _sequential_sum: Callable[[Iterable[float]], float] = sum
@@ -88,30 +59,18 @@ else:  # from 3.12 ``sum`` compensates float rounding; keep plain left-to-right 
 # --- filters -------------------------------------------------------------------------
 
 
-def _prefix_or_exact(values: Iterable[str]) -> Callable[[str], bool]:
-    """``scorer_ids`` / ``monitor_ids`` matcher: a value ending in ``*`` is a prefix
-    match of the value with every trailing ``*`` removed (``"x**"`` is the prefix
-    ``x``, as production's ``rstrip("*")``), else exact."""
-    values = list(values)
-    exact = frozenset(v for v in values if not v.endswith("*"))
-    prefixes = tuple(v.rstrip("*") for v in values if v.endswith("*"))
-
-    def match(value: str) -> bool:
-        return value in exact or value.startswith(prefixes)
-
-    return match
+def _id_test(wanted: tuple[str, ...], value: str) -> bool:
+    return id_matches(value, wanted)
 
 
-def _type_prefixes(values: Iterable[str]) -> Callable[[str], bool]:
-    """``feedback_types`` matcher: any-of prefix after stripping trailing ``*``\\ s."""
-    prefixes = tuple(v.rstrip("*") for v in values)
-    return methodcaller("startswith", prefixes)
+def _type_test(wanted: tuple[str, ...], value: str) -> bool:
+    return type_matches(value, wanted)
 
 
 @dataclass(frozen=True)
 class Filters:
     """A request's filters, compiled. ``profile`` tests a row's profile tuple
-    (:data:`refengine.columns.PROFILE_FIELDS`), ``tags`` is the any-of tag set,
+    (:data:`refengine.fast.columns.PROFILE_FIELDS`), ``tags`` is the any-of tag set,
     ``rating`` the inclusive ``_rating_`` bounds; ``None`` is no filter."""
 
     profile: Callable[[tuple[str, ...]], bool] | None
@@ -124,8 +83,10 @@ class Filters:
         return self.profile is not None or self.tags is not None or self.rating is not None
 
 
-def compile_filters(req: FeedbackAggregateReq) -> Filters:
-    """The request's filters, compiled once (see the module docstring for the rules)."""
+def compile_filters(req: AggregatePlan) -> Filters:
+    """The plan's filters, compiled once: the string filters as one test of a
+    profile tuple made of the reference's predicates
+    (:func:`refengine.semantics.aggregate.passes_filters` states the rules)."""
     tests: list[tuple[int, Callable[[str], bool]]] = []
 
     def on(field: str, match: Callable[[str], bool]) -> None:
@@ -136,11 +97,11 @@ def compile_filters(req: FeedbackAggregateReq) -> Filters:
     if req.span_types:
         on("span_type", frozenset(req.span_types).__contains__)
     if req.scorer_ids:
-        on("scorer_id", _prefix_or_exact(req.scorer_ids))
+        on("scorer_id", partial(_id_test, req.scorer_ids))
     if req.monitor_ids:
-        on("monitor_id", _prefix_or_exact(req.monitor_ids))
+        on("monitor_id", partial(_id_test, req.monitor_ids))
     if req.feedback_types:
-        on("feedback_type", _type_prefixes(req.feedback_types))
+        on("feedback_type", partial(_type_test, req.feedback_types))
 
     profile: Callable[[tuple[str, ...]], bool] | None = None
     if tests:
@@ -299,36 +260,37 @@ def _group_order(dims: Sequence[str]) -> Callable[[tuple[str, ...]], tuple[Any, 
     return order
 
 
-def partition_dims(req: FeedbackAggregateReq) -> tuple[str, ...]:
-    """The request's ``group_by`` set in :data:`PROFILE_FIELDS` order — the
-    partitioning the engine must hand to :func:`feedback_aggregate`."""
-    return tuple(d for d in PROFILE_FIELDS if d in req.group_by)
+def partition_dims(p: AggregatePlan) -> tuple[str, ...]:
+    """The plan's ``group_by`` set in :data:`PROFILE_FIELDS` order: the partitioning
+    whose views an :class:`AggregateSnapshot` holds."""
+    return tuple(d for d in PROFILE_FIELDS if d in p.group_by)
 
 
-def feedback_aggregate(
-    req: FeedbackAggregateReq,
-    views: Sequence[tuple[tuple[str, ...], Columns]],
-    profiles: Codebook[tuple[str, ...]],
-    signatures: Codebook[Signature],
-) -> FeedbackAggregateRes:
-    """Fold the project's window into the answer.
+class AggregateSnapshot(NamedTuple):
+    """What the fast fold reads: per group of :func:`partition_dims`, ``(group
+    values in that order, a Columns copy of its window rows)``, groups without
+    window rows left out; and the codebooks that decode the columns (only ever
+    appended to, so codes read from a copy stay valid)."""
 
-    ``views`` are the partitions for :func:`partition_dims` of ``req``, each
-    ``(group values in that order, the rows with after_ms <= created_at_ms <
-    before_ms as Columns)`` — what
-    :meth:`refengine.store.ProjectStore.aggregate_views` returns — decoded with
-    ``profiles`` and ``signatures``. See the module docstring for the rules and the
-    cost.
-    """
-    filters = compile_filters(req)
-    run = _FilterRun(filters, profiles, signatures) if filters.active else None
-    dims = list(req.group_by)
-    canonical = partition_dims(req)
+    views: Sequence[tuple[tuple[str, ...], Columns]]
+    profiles: Codebook[tuple[str, ...]]
+    signatures: Codebook[Signature]
+
+
+def fold(p: AggregatePlan, snapshot: AggregateSnapshot) -> FeedbackAggregateRes:
+    """The answer to ``p`` from ``snapshot``: the same as
+    :func:`refengine.semantics.aggregate.fold` over the window's rows. Aggregate /
+    Cost: see the module docstring for how, and for the runtime complexity."""
+    filters = compile_filters(p)
+    signatures = snapshot.signatures
+    run = _FilterRun(filters, snapshot.profiles, signatures) if filters.active else None
+    dims = list(p.group_by)
+    canonical = partition_dims(p)
     to_request_order = [canonical.index(d) for d in dims]
     order = _group_order(dims)
-    width = None if req.time_bucket_seconds is None else req.time_bucket_seconds * 1000
+    width = p.width_ms
     cells: list[tuple[int, tuple[Any, ...], FeedbackAggregateBucket]] = []
-    for key, window in views:
+    for key, window in snapshot.views:
         view = window if run is None else run.apply(window)
         if not view:
             continue
@@ -342,11 +304,11 @@ def feedback_aggregate(
         cells = [(0, (), bucket) for _, bucket in _fold_cells(empty, None, {}, signatures.values)]
     cells.sort(key=itemgetter(0, 1))  # by bucket start, then group values
     return FeedbackAggregateRes.model_construct(
-        time_bucket_seconds=req.time_bucket_seconds,
-        after_ms=req.after_ms,
-        before_ms=req.before_ms,
+        time_bucket_seconds=p.time_bucket_seconds,
+        after_ms=p.after_ms,
+        before_ms=p.before_ms,
         buckets=[cell[2] for cell in cells],
     )
 
 
-__all__ = ["RATING_KEY", "Filters", "compile_filters", "feedback_aggregate", "partition_dims"]
+__all__ = ["AggregateSnapshot", "Filters", "compile_filters", "fold", "partition_dims"]

@@ -1,0 +1,125 @@
+"""The fast executor's snapshots of a project store, from indexes kept with it.
+
+Each project store keeps, once a fast query asked for them, an
+:class:`refengine.fast.aggregate_index.AggregateIndex` and a
+:class:`refengine.fast.metric_index.MetricIndex`, each with a lock of its own (see
+:meth:`refengine.store.ProjectStore.derived`). Taking a snapshot holds that lock
+and takes the store's lock (the engine lock) only to copy the rows the index
+lacks; the index is then brought up to date, and the snapshot copied out of it,
+outside the engine lock, so a long build never holds up a write. Lock order:
+an index lock, then the engine lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Generic, Protocol, TypeVar
+
+from sortedcontainers import SortedKeyList
+
+from ..paths import PathReader
+from ..rows import FeedbackRow
+from ..store import ProjectStore
+from .aggregate import AggregateSnapshot
+from .aggregate_index import AggregateIndex
+from .metric_index import MetricIndex
+from .stats import StatsSnapshot
+
+
+class _Index(Protocol):
+    def invalidate_from(self, from_ms: int) -> None: ...
+
+    def check(self, rows: SortedKeyList) -> None: ...
+
+
+IndexT = TypeVar("IndexT", bound=_Index)
+
+
+class Guarded(Generic[IndexT]):
+    """An index kept with a store, and the lock that guards it."""
+
+    __slots__ = ("index", "lock")
+
+    def __init__(self, index: IndexT) -> None:
+        self.index = index
+        self.lock = threading.Lock()
+
+    def invalidate_from(self, from_ms: int) -> None:
+        """A row landed before the end, at ``from_ms`` (the store calls it under its
+        lock). ``O(1)``."""
+        self.index.invalidate_from(from_ms)
+
+    def check(self, store: ProjectStore) -> None:
+        """Raise ``AssertionError`` unless the index agrees with the store's rows."""
+        with self.lock, store.lock:
+            self.index.check(store.rows)
+
+
+def guarded_aggregate_index(store: ProjectStore) -> Guarded[AggregateIndex]:
+    """The store's aggregate index with its lock (made empty the first time)."""
+    return store.derived("aggregate_index", lambda: Guarded(AggregateIndex()))
+
+
+def guarded_metric_index(store: ProjectStore) -> Guarded[MetricIndex]:
+    """The store's metric columns with their lock (made empty the first time)."""
+    return store.derived("metric_index", lambda: Guarded(MetricIndex()))
+
+
+def aggregate_snapshot(
+    store: ProjectStore, dims: tuple[str, ...], after_ms: int, before_ms: int
+) -> AggregateSnapshot:
+    """Per group of ``dims`` (a ``group_by`` set in ``PROFILE_FIELDS`` order), a
+    Columns copy of its rows with ``after_ms <= created_at_ms < before_ms``, in store
+    order; groups without such rows are left out.
+
+    Runtime complexity: ``O(g log n + k)`` for ``g`` groups and ``k`` window rows,
+    plus bringing the index up to date (:mod:`refengine.fast.aggregate_index`), of
+    which only the ``O(m)`` copy of the ``m`` rows it lacks holds the engine lock.
+    """
+    guarded = guarded_aggregate_index(store)
+    index = guarded.index
+    with guarded.lock:
+        with store.lock:
+            from_ms, new_rows = index.pending(store.rows)
+        index.catch_up(from_ms, new_rows)
+        views = []
+        for key, part in index.partitions(dims).items():
+            lo, hi = part.span(after_ms, before_ms)
+            if lo < hi:
+                views.append((key, part.take(lo, hi)))
+        return AggregateSnapshot(views, index.profiles, index.signatures)
+
+
+def stats_snapshot(
+    store: ProjectStore, after_ms: int, before_ms: int, readers: Sequence[PathReader]
+) -> StatsSnapshot:
+    """The rows with ``after_ms <= created_at_ms < before_ms`` and, for each reader (a
+    numeric or boolean metric), the column of its values for those rows, one entry
+    per row, NaN for no value. The lists and arrays are the caller's to keep.
+
+    Runtime complexity: ``O(log n + k)`` for ``k`` window rows under the engine lock
+    (with the copy of the rows the columns lack), plus parsing those rows outside it
+    (:mod:`refengine.fast.metric_index`).
+    """
+    guarded = guarded_metric_index(store)
+    metrics = guarded.index
+    with guarded.lock:
+        with store.lock:
+            rows = store.rows
+            columns, new_rows = metrics.pending(rows, readers)
+            size = len(rows)
+            lo = rows.bisect_key_left(after_ms)
+            hi = max(lo, rows.bisect_key_left(before_ms))
+            window: list[FeedbackRow] = rows[lo:hi]
+        metrics.catch_up(columns, readers, new_rows, size)
+        return StatsSnapshot(window, [column[lo:hi] for column in columns])
+
+
+__all__ = [
+    "Guarded",
+    "aggregate_snapshot",
+    "guarded_aggregate_index",
+    "guarded_metric_index",
+    "stats_snapshot",
+]
