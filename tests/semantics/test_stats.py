@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -352,7 +354,8 @@ def test_sums_are_correctly_rounded() -> None:
         end="2024-03-10T10:05:00Z",
         metrics=[{"json_path": "output.score", "aggregations": ["sum", "avg"]}],
     )
-    assert sum([0.1] * 10) != 1.0  # a naive float sum would be off
+    # A left-to-right float sum would be off (built-in sum() compensates since 3.12).
+    assert functools.reduce(operator.add, [0.1] * 10, 0.0) != 1.0
     assert res.buckets[0]["sum_output_score"] == 1.0
     assert res.buckets[0]["avg_output_score"] == 0.1
     assert res.window_stats == {"output_score": {"sum": 1.0, "avg": 0.1}}
