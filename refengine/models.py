@@ -77,6 +77,9 @@ class _Request(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _drop_unknown_fields(cls, data: Any) -> Any:
+        """Errors / Unknown fields: in ``"ignore"`` mode the body's unknown top-level
+        keys are dropped before validation; in ``"reject"`` mode they stay, and
+        ``extra="forbid"`` refuses them."""
         if _unknown_fields.get() == "ignore" and isinstance(data, dict):
             known = cls._known_fields
             if not data.keys() <= known:

@@ -22,3 +22,22 @@ def test_semantics_examples_run() -> None:
     )
     assert result.attempted > 0, "spec/SEMANTICS.md has no executable examples"
     assert result.failed == 0, f"{result.failed} of {result.attempted} spec examples failed"
+
+
+def test_every_rule_heading_is_cited_by_the_code_that_implements_it() -> None:
+    """Grepping ``<Section> / <Heading>`` of a ``###`` rule finds its code (a docstring
+    of ``refengine/``; whitespace, line breaks and backquotes do not matter)."""
+    package = SPEC.parent.parent / "refengine"
+    code = " ".join(
+        " ".join(path.read_text(encoding="utf-8").split()) for path in package.rglob("*.py")
+    ).replace("`", "")
+    section = ""
+    uncited = []
+    for line in SPEC.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip()
+        elif line.startswith("### "):
+            rule = f"{section} / {line[4:].strip()}".replace("`", "")
+            if rule not in code:
+                uncited.append(rule)
+    assert uncited == []
