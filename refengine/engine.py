@@ -31,11 +31,21 @@ from .models import (
     FeedbackCreateBatchRes,
     FeedbackCreateReq,
     FeedbackCreateRes,
+    FeedbackPayloadSchemaReq,
+    FeedbackPayloadSchemaRes,
+    FeedbackPurgeReq,
+    FeedbackPurgeRes,
+    FeedbackQueryReq,
+    FeedbackQueryRes,
+    FeedbackReplaceReq,
+    FeedbackReplaceRes,
     FeedbackStatsReq,
     FeedbackStatsRes,
+    ServerInfoRes,
 )
 from .paths import PathReader
 from .rows import FeedbackRow
+from .semantics import feedback_query, payload_schema, purge, replace, server_info
 from .store import ProjectStore
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -263,3 +273,77 @@ class Engine:
         engine = cls(**engine_options)
         engine.load_rows(path)
         return engine
+
+    # =================================================================================
+    # --- The rest of the feedback family (SEMANTICS "Query", "Purge", "Replace",
+    # --- "Payload schema", "Server info")
+    # =================================================================================
+
+    def feedback_query(self, req: FeedbackQueryReq | Mapping[str, Any]) -> FeedbackQueryRes:
+        """Rows matching a Query, sorted and paged, with ``total_count``; see
+        spec/SEMANTICS.md, "Query".
+
+        The request is checked and compiled first (``InvalidRequest`` before any row is
+        read); the project's rows are copied under the lock (``O(n)``) and folded
+        outside it.
+        """
+        request = coerce_request(FeedbackQueryReq, req)
+        query_plan = feedback_query.plan(request)
+        with self._lock:
+            rows = list(self._store_to_read(request.project_id))
+        return feedback_query.fold(query_plan, rows)
+
+    def feedback_purge(self, req: FeedbackPurgeReq | Mapping[str, Any]) -> FeedbackPurgeRes:
+        """Delete a project's rows by id; see spec/SEMANTICS.md, "Purge".
+
+        Only the id shapes are accepted (``InvalidRequest`` otherwise, nothing removed);
+        unknown ids are ignored. Atomic: no query sees half a purge. ``O(n)``.
+        """
+        request = coerce_request(FeedbackPurgeReq, req)
+        ids = purge.purge_ids(request)
+        with self._lock:
+            store = self._projects.get(request.project_id)
+            if store is not None:
+                store.remove_ids(ids)
+                if not len(store):
+                    del self._projects[request.project_id]
+        return FeedbackPurgeRes()
+
+    def feedback_replace(self, req: FeedbackReplaceReq | Mapping[str, Any]) -> FeedbackReplaceRes:
+        """Replace the rows with ``feedback_id`` by a new row; see spec/SEMANTICS.md,
+        "Replace".
+
+        The whole create chain runs first; a rejected replacement removes nothing
+        (Decision). Then, under the lock, the old rows go and the new one is stored.
+        ``O(n)``.
+        """
+        request = coerce_request(FeedbackReplaceReq, req)
+        create = replace.create_request(request)
+        prepared = self._prepare(create, self._next_id)
+        with self._lock:
+            store = self._projects.get(request.project_id)
+            if store is not None:
+                store.remove_ids(frozenset([request.feedback_id]))
+            self._store([prepared.row])
+        return FeedbackReplaceRes.model_validate(prepared.response.model_dump())
+
+    def feedback_payload_schema(
+        self, req: FeedbackPayloadSchemaReq | Mapping[str, Any]
+    ) -> FeedbackPayloadSchemaRes:
+        """The payload paths and value types of a window; see spec/SEMANTICS.md,
+        "Payload schema". A missing ``end`` is the engine clock's now (the range checks
+        then apply to it as request-model errors)."""
+        request = coerce_request(FeedbackPayloadSchemaReq, req)
+        if request.end is None:
+            request = FeedbackPayloadSchemaReq.model_validate(
+                {**request.model_dump(), "end": self.clock()}
+            )
+        schema_plan = payload_schema.plan(request)
+        rows = self.window(request.project_id, schema_plan.after_ms, schema_plan.before_ms)
+        return payload_schema.fold(schema_plan, rows)
+
+    def server_info(self) -> ServerInfoRes:
+        """What ``GET /server_info`` answers; see spec/SEMANTICS.md, "Server info"."""
+        from . import __version__  # noqa: PLC0415 (the package imports this module)
+
+        return server_info.server_info(__version__)

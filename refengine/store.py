@@ -1,4 +1,4 @@
-"""Append-only, per-project row storage sorted by ``(created_at_ms, insertion order)``.
+"""Append and remove: per-project row storage sorted by ``(created_at_ms, insertion order)``.
 
 Built on ``sortedcontainers.SortedKeyList`` keyed by ``created_at_ms``. Its ``add``
 places a row after every row with an equal key, so rows with the same millisecond
@@ -8,7 +8,8 @@ carries nothing extra for this — the position *is* the sequence.
 Each store also owns the :class:`refengine.aggregate_index.AggregateIndex` that
 aggregate queries scan and the :class:`refengine.metric_index.MetricIndex` of
 payload metrics that stats queries read; an insert only tells them when a row
-lands before the end.
+lands before the end, and a removal (purge, replace) from the earliest removed row's
+millisecond on.
 
 Not thread-safe on its own: :class:`refengine.engine.Engine` holds one lock around
 every write and around taking a window snapshot.
@@ -17,7 +18,7 @@ every write and around taking a window snapshot.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from operator import attrgetter
 
 from sortedcontainers import SortedKeyList
@@ -63,6 +64,39 @@ class ProjectStore:
         """Insert many rows, in order. O(m log(n + m)) for m rows."""
         for row in rows:
             self.add(row)
+
+    def remove_ids(self, ids: Collection[str]) -> int:
+        """Remove every row whose ``id`` is in ``ids`` (all copies of a repeated id);
+        returns how many went. Unknown ids are ignored.
+
+        The kept rows keep their order. The aggregate index and the metric columns
+        are told to re-read from the earliest removed row's millisecond (the rows
+        before it are where they were). ``O(n)`` for the scan and the rebuild when
+        a row goes; ``O(n)`` for the scan alone when none does.
+        """
+        if not ids:
+            return 0
+        kept = []
+        earliest: int | None = None
+        for row in self._rows:
+            if row.id in ids:
+                if earliest is None:
+                    earliest = row.created_at_ms
+            else:
+                kept.append(row)
+        if earliest is None:
+            return 0
+        removed = len(self._rows) - len(kept)
+        # Already in store order: building the list from it keeps ties in insertion order.
+        rows: SortedKeyList = SortedKeyList(key=_created_at_ms)
+        rows.update(kept)
+        self._rows = rows
+        self._last_ms = kept[-1].created_at_ms if kept else None
+        self._index.invalidate_from(earliest)
+        self._metrics.invalidate_from(earliest)
+        # Cut the metric columns now: a column longer than the store is inconsistent.
+        self._metrics.columns(self._rows, ())
+        return removed
 
     def window(self, after_ms: int | None, before_ms: int | None) -> list[FeedbackRow]:
         """The rows with ``after_ms <= created_at_ms < before_ms``, in store order.
@@ -117,7 +151,9 @@ class ProjectStore:
         """Raise ``AssertionError`` unless the store is internally consistent. O(n).
 
         Checks the sorted container's own invariants, that every row belongs to
-        this project, and that ``created_at_ms`` never decreases along the store.
+        this project, and that ``created_at_ms`` never decreases along the store;
+        then that the aggregate index and the metric columns agree with the rows
+        wherever they are current — after appends and removals alike.
         """
         self._rows._check()
         previous = None

@@ -1,0 +1,1 @@
+"""The rules of each endpoint: plans (checks and defaults) and plain reference folds."""
