@@ -351,8 +351,10 @@ def parse_datetime_ms(value: Any) -> int:
             raise InvalidRequest(format_message(errors.BAD_DATETIME_LITERAL, value=value))
         return math.floor(value * 1000) if isinstance(value, float) else int(value) * 1000
     try:
-        moment = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
+        # Python 3.10's fromisoformat knows no "Z".
+        text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError, AttributeError):
         raise InvalidRequest(format_message(errors.BAD_DATETIME_LITERAL, value=value)) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
