@@ -55,3 +55,54 @@ def test_invariant_checker_catches_foreign_rows() -> None:
     store.add(at(1, "x", project="other/p"))
     with pytest.raises(AssertionError, match="of other/p in e/p"):
         store.check_invariants()
+
+
+# --- removal (purge, replace) ------------------------------------------------------------
+
+
+def test_remove_ids_keeps_order_and_all_copies_go() -> None:
+    store = ProjectStore("e/p")
+    for ms, ident in [(5, "a"), (1, "b"), (5, "c"), (3, "a"), (5, "e"), (1, "f")]:
+        store.add(at(ms, ident))
+    assert store.remove_ids({"a", "zzz"}) == 2
+    assert [r.id for r in store] == ["b", "f", "c", "e"]
+    store.check_invariants()
+    assert store.remove_ids(set()) == 0
+    assert store.remove_ids({"nope"}) == 0
+    assert store.remove_ids({"e"}) == 1  # the last row: the largest millisecond moves back
+    store.check_invariants()
+    store.add(at(4, "g"))
+    assert [r.id for r in store] == ["b", "f", "g", "c"]
+    store.check_invariants()
+
+
+def test_removal_keeps_the_indexes_right() -> None:
+    from refengine.paths import compile_path
+
+    store = ProjectStore("e/p")
+    for ms in range(10):
+        store.add(
+            make_row(
+                id=str(ms % 3),
+                project_id="e/p",
+                weave_ref="r",
+                wb_user_id="u",
+                creator=None,
+                created_at_us=ms * 1000,
+                feedback_type="t",
+                payload={"v": ms},
+            )
+        )
+    reader = compile_path("v", "numeric")
+    _, (column,) = store.stats_window(0, 100, [reader])
+    assert list(column) == [float(ms) for ms in range(10)]
+    assert sum(len(cols) for _, cols in store.aggregate_views((), 0, 100)) == 10
+    assert store.remove_ids({"1"}) == 3
+    store.check_invariants()
+    _, (column,) = store.stats_window(0, 100, [reader])
+    assert list(column) == [0.0, 2.0, 3.0, 5.0, 6.0, 8.0, 9.0]
+    assert sum(len(cols) for _, cols in store.aggregate_views((), 0, 100)) == 7
+    store.check_invariants()
+    assert store.remove_ids({"0", "2"}) == 7
+    assert len(store) == 0
+    store.check_invariants()
