@@ -500,7 +500,10 @@ def _tagger(tags: dict[str, str]) -> Any:
     # error names one path instead of one failure per union member and level.
     def tag(value: Any) -> str | None:
         if isinstance(value, BaseModel):
-            value = value.model_dump(by_alias=True)
+            # A node's one field is aliased by its key. (Dumping the node to find it
+            # would call this again for every node below: exponential in the depth.)
+            alias = next(iter(type(value).model_fields.values())).alias
+            return tags.get(alias) if alias is not None else None
         if isinstance(value, dict) and value:
             return tags.get(next(iter(value)))
         return None
