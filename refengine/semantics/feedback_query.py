@@ -163,8 +163,15 @@ def fold(query_plan: QueryPlan, rows: Sequence[FeedbackRow]) -> FeedbackQueryRes
     total = len(matched)
     if query_plan.projection is None:
         return FeedbackQueryRes(result=[{COUNT_STAR: total}], total_count=total)
-    for key, descending, nulls_last in query_plan.sort_passes:
-        matched = _sorted(matched, key, descending, nulls_last)
+    passes = query_plan.sort_passes
+    if passes:
+        # Every sort term of a row is computed in one go: the row's payload is then
+        # parsed once for all of them (see query._parsed), not once per pass.
+        keys = [tuple(key(row) for key, _, _ in passes) for row in matched]
+        order = list(range(len(matched)))
+        for i, (_, descending, nulls_last) in enumerate(passes):
+            order = _sorted(order, _term(keys, i), descending, nulls_last)
+        matched = [matched[j] for j in order]
     start = query_plan.offset
     stop = None if query_plan.limit is None else start + query_plan.limit
     page = matched[start:stop]
@@ -173,14 +180,18 @@ def fold(query_plan: QueryPlan, rows: Sequence[FeedbackRow]) -> FeedbackQueryRes
     return FeedbackQueryRes(result=result, total_count=total)
 
 
+def _term(keys: list[tuple[Any, ...]], i: int) -> Callable[[int], Any]:
+    return lambda j: keys[j][i]
+
+
 def _sorted(
-    rows: list[FeedbackRow], key: Callable[[FeedbackRow], Any], descending: bool, nulls_last: bool
-) -> list[FeedbackRow]:
+    items: list[int], key: Callable[[int], Any], descending: bool, nulls_last: bool
+) -> list[int]:
     # Python's sort stays stable with reverse=True, so earlier passes decide ties.
     if not nulls_last:
-        return sorted(rows, key=key, reverse=descending)
-    present: list[FeedbackRow] = []
-    absent: list[FeedbackRow] = []
-    for row in rows:
-        (absent if key(row) is None else present).append(row)
+        return sorted(items, key=key, reverse=descending)
+    present: list[int] = []
+    absent: list[int] = []
+    for item in items:
+        (absent if key(item) is None else present).append(item)
     return sorted(present, key=key, reverse=descending) + absent

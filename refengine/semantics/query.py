@@ -160,6 +160,19 @@ def ch_float(value: float) -> str:
     >>> ch_float(123456789012345.0)
     '123456789012345'
     """
+    text = repr(value)
+    if "e" not in text and "n" not in text:
+        # The common case, 1e-4 <= |x| < 1e16 (or zero): repr is already fixed
+        # notation; only its length against the scientific form's needs checking.
+        fixed = text[:-2] if text.endswith(".0") else text
+        body = fixed.lstrip("-")
+        significant = body.replace(".", "").strip("0")
+        if not significant:
+            return fixed
+        sign_width = len(fixed) - len(body)
+        shortest_scientific = sign_width + len(significant) + (len(significant) > 1) + 4
+        if len(fixed) <= shortest_scientific:
+            return fixed
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     if math.isnan(value):
