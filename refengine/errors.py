@@ -141,7 +141,7 @@ BAD_DATETIME_LITERAL = (  # refengine: production fails in the database (502)
     "Cannot compare created_at with {value!r}: expected an ISO 8601 date or time, or epoch seconds"
 )
 BAD_NUMBER_LITERAL = (  # refengine: production fails in the database (502)
-    "Cannot compare the numeric field {field} with {value!r}: the string is not a number"
+    "Cannot compare a number with {value!r}: the string is not a number"
 )
 QUERY_TOO_LARGE = (  # refengine: bounded work
     "Query expression too large: at most {limit} nodes, got more"

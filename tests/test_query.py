@@ -201,6 +201,9 @@ def test_map_key_is_null_when_absent(engine: Engine) -> None:
     assert ids(engine, {"$not": [{"$gte": [get("scorer_ratings._rating_"), lit(0)]}]}) == []
     assert ids(engine, {"$eq": [get("scorer_ratings._rating_"), lit("0.5")]}) == ["r0"]
     assert ids(engine, {"$eq": [get("scorer_tag_reasons.ok"), lit("fine")]}) == ["r0"]
+    assert reason(engine, {"$eq": [get("scorer_ratings._rating_"), lit("high")]}) == (
+        "Cannot compare a number with 'high': the string is not a number"
+    )
 
 
 def test_status_code_compares_as_its_enum(engine: Engine) -> None:

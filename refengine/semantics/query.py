@@ -504,9 +504,7 @@ def _side_for(other: Compiled, side: Compiled) -> Compiled:
         if other.kind == "number" and side.kind == "string":
             number = to_float64_or_null(value)
             if number is None:
-                raise InvalidRequest(
-                    format_message(errors.BAD_NUMBER_LITERAL, field="value", value=value)
-                )
+                raise InvalidRequest(format_message(errors.BAD_NUMBER_LITERAL, value=value))
             return Compiled("number", lambda row: number, side.literal)
     if other.literal is not None and side.literal is None:
         return infer_cast(side, other)
