@@ -42,13 +42,22 @@ from .models import (
     FeedbackCreateBatchRes,
     FeedbackCreateReq,
     FeedbackCreateRes,
+    FeedbackPayloadSchemaReq,
+    FeedbackPayloadSchemaRes,
+    FeedbackPurgeReq,
+    FeedbackPurgeRes,
+    FeedbackQueryReq,
+    FeedbackQueryRes,
+    FeedbackReplaceReq,
+    FeedbackReplaceRes,
     FeedbackStatsReq,
     FeedbackStatsRes,
+    ServerInfoRes,
     UnknownFields,
     unknown_fields,
 )
 from .rows import FeedbackRow, with_id
-from .semantics import aggregate, stats
+from .semantics import aggregate, feedback_query, payload_schema, purge, replace, server_info, stats
 from .semantics.aggregate import AggregatePlan
 from .semantics.create import IdFactory, PreparedCreate, prepare_row, uuid7
 from .semantics.stats import StatsPlan
@@ -330,3 +339,72 @@ class Engine:
         engine = cls(**engine_options)
         engine.load_rows(path)
         return engine
+
+    # =================================================================================
+    # --- The rest of the feedback family (SEMANTICS "Query", "Purge", "Replace",
+    # --- "Payload schema", "Server info")
+    # =================================================================================
+
+    def feedback_query(self, req: FeedbackQueryReq | Mapping[str, Any]) -> FeedbackQueryRes:
+        """Rows matching a Query, sorted and paged, with ``total_count``; see
+        spec/SEMANTICS.md, "Query".
+
+        The request is checked and compiled first (``InvalidRequest`` before any row is
+        read); the project's rows are copied under the lock (``O(n)``) and folded
+        outside it. Both executors fold a query with the plain fold of
+        :mod:`refengine.semantics.feedback_query` (there is no fast path yet).
+        """
+        request = coerce_request(FeedbackQueryReq, req, self.unknown_fields)
+        query_plan = feedback_query.plan(request)
+        rows = self._store_to_read(request.project_id).window(None, None)
+        return feedback_query.fold(query_plan, rows)
+
+    def feedback_purge(self, req: FeedbackPurgeReq | Mapping[str, Any]) -> FeedbackPurgeRes:
+        """Delete a project's rows by id; see spec/SEMANTICS.md, "Purge".
+
+        Only the id shapes are accepted (``InvalidRequest`` otherwise, nothing removed);
+        unknown ids are ignored. Atomic: no query sees half a purge. ``O(n)``.
+        """
+        request = coerce_request(FeedbackPurgeReq, req, self.unknown_fields)
+        ids = purge.purge_ids(request)
+        with self._lock:
+            store = self._projects.get(request.project_id)
+            if store is not None:
+                store.remove_ids(ids)
+                if not len(store):  # projects() lists only projects with rows
+                    del self._projects[request.project_id]
+        return FeedbackPurgeRes()
+
+    def feedback_replace(self, req: FeedbackReplaceReq | Mapping[str, Any]) -> FeedbackReplaceRes:
+        """Replace the rows with ``feedback_id`` by a new row; see spec/SEMANTICS.md,
+        "Replace".
+
+        The whole create chain runs first; a rejected replacement removes nothing
+        (Decision). Then, under the lock, the old rows go and the new one is stored,
+        so no query sees the project between the two. ``O(n)``.
+        """
+        request = coerce_request(FeedbackReplaceReq, req, self.unknown_fields)
+        prepared = self._prepare(replace.create_request(request))
+        with self._lock:
+            store = self._projects.get(request.project_id)
+            if store is not None:
+                store.remove_ids(frozenset([request.feedback_id]))
+            (row,) = self._store_prepared([prepared])
+        return FeedbackReplaceRes.model_validate(prepared.response(row).model_dump())
+
+    def feedback_payload_schema(
+        self, req: FeedbackPayloadSchemaReq | Mapping[str, Any]
+    ) -> FeedbackPayloadSchemaRes:
+        """The payload paths and value types of a window; see spec/SEMANTICS.md,
+        "Payload schema". A missing ``end`` is the engine clock's now
+        (:func:`refengine.semantics.payload_schema.plan`)."""
+        request = coerce_request(FeedbackPayloadSchemaReq, req, self.unknown_fields)
+        schema_plan = payload_schema.plan(request, self.clock())
+        rows = self.window(request.project_id, schema_plan.after_ms, schema_plan.before_ms)
+        return payload_schema.fold(schema_plan, rows)
+
+    def server_info(self) -> ServerInfoRes:
+        """What ``GET /server_info`` answers; see spec/SEMANTICS.md, "Server info"."""
+        from . import __version__  # noqa: PLC0415 (the package imports this module)
+
+        return server_info.server_info(__version__)

@@ -132,3 +132,50 @@ LOAD_NAIVE_TIMESTAMP = "created_at needs a UTC offset: {text!r:.80}"
 def format_message(template: str, **fields: Any) -> str:
     """Fill a message template; the one place messages are rendered."""
     return template.format(**fields)
+
+
+# --- The Query language (SEMANTICS "Query") -----------------------------------------
+
+UNKNOWN_FIELD = "Unknown field: {field}"
+UNKNOWN_VALUE_TYPE = "Unknown value type: {value!r}"
+EMPTY_AND = "Empty AND operation"
+EMPTY_OR = "Empty OR operation"
+NO_COMMON_TYPE = "No common type between data types in query. Cannot compare {left} with {right}"
+ILLEGAL_TYPE = "Illegal type of argument in query. {function} does not accept {kind}"
+NEGATIVE_ARRAY_INDEX = (
+    "Negative array index '{index}' in field {field}: payload array indexes start at 0"
+)
+CONTAINS_TOKEN_UNSUPPORTED = (  # refengine: production answers 500
+    "$containsToken is not supported on feedback; use $contains"
+)
+BAD_DATETIME_LITERAL = (  # refengine: production fails in the database (502)
+    "Cannot compare created_at with {value!r}: expected an ISO 8601 date or time, or epoch seconds"
+)
+BAD_NUMBER_LITERAL = (  # refengine: production fails in the database (502)
+    "Cannot compare a number with {value!r}: the string is not a number"
+)
+QUERY_TOO_LARGE = (  # refengine: bounded work
+    "Query expression too large: at most {limit} nodes, got more"
+)
+QUERY_TOO_DEEP = (  # refengine: bounded work
+    "Query expression too deeply nested: at most {limit} levels"
+)
+
+# --- POST /feedback/query (SEMANTICS "Query") ----------------------------------------
+
+NEGATIVE_LIMIT = "Limit must be non-negative"
+NEGATIVE_OFFSET = "Offset must be non-negative"
+COUNT_WITH_FIELDS = (  # refengine: production fails in the database
+    "count(*) cannot be combined with other fields"
+)
+TOO_MANY_FIELDS = "At most {limit} fields may be requested, got {count}"  # refengine
+TOO_MANY_SORT_KEYS = "At most {limit} sort_by entries are allowed, got {count}"  # refengine
+
+# --- POST /feedback/purge (SEMANTICS "Purge") ----------------------------------------
+
+PURGE_BY_IDS = "Can only purge feedback by specifying one or more feedback ids"
+PURGE_ITEM_BY_IDS = "Can only purge by specifying one or more ids"
+PURGE_EXPECTED_EQ = "Expected key eq_, got {got}"
+PURGE_TOO_MANY_IDS = (  # refengine: bounded work
+    "At most {limit} feedback ids can be purged in one request, got {count}"
+)

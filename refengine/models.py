@@ -16,9 +16,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from . import errors
 from .clock import as_utc
@@ -385,3 +393,345 @@ class FeedbackStatsRes(BaseModel):
     window_stats: dict[str, dict[str, float | None]] | None = Field(
         default=None, description="Per metric slug, each aggregation over the whole window."
     )
+
+
+# =====================================================================================
+# --- The rest of the feedback family: query, purge, replace, payload_schema,
+# --- server_info (SEMANTICS "Query", "Purge", "Replace", "Payload schema",
+# --- "Server info"). Appended as one section; the models above are unchanged.
+# =====================================================================================
+
+QueryLiteral = str | int | float | bool | dict[str, Any] | list[Any] | None
+"""What ``$literal`` accepts, as production's model does; a dict or list passes the
+model and is rejected by the evaluator (``Unknown value type``, 400)."""
+
+CastTo = Literal["double", "string", "int", "bool", "exists"]
+
+
+class _QueryNode(BaseModel):
+    """Every node of a Query expression forbids unknown keys, as production does."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class LiteralOperation(_QueryNode):
+    """``{"$literal": value}``."""
+
+    literal_: QueryLiteral = Field(alias="$literal")
+
+
+class GetFieldOperator(_QueryNode):
+    """``{"$getField": "dot.path"}``: a column, ``payload.<path>`` or ``<map>.<key>``."""
+
+    get_field_: str = Field(alias="$getField")
+
+    @field_validator("get_field_")
+    @classmethod
+    def _no_negative_index(cls, value: str) -> str:
+        # Newer production refuses a negative payload array index in the model (422).
+        if value.startswith("payload."):
+            for part in value[len("payload.") :].split("."):
+                if len(part) > 1 and part[0] == "-" and part[1:].isdigit():
+                    raise ValueError(errors.NEGATIVE_ARRAY_INDEX.format(index=part, field=value))
+        return value
+
+
+class ConvertSpec(_QueryNode):
+    """The body of ``$convert``: cast ``input`` to ``to`` (no inference)."""
+
+    input: Operand
+    to: CastTo
+
+
+class ConvertOperation(_QueryNode):
+    """``{"$convert": {"input": operand, "to": type}}``."""
+
+    convert_: ConvertSpec = Field(alias="$convert")
+
+
+class SizeOperation(_QueryNode):
+    """``{"$size": operand}``: the number of elements of an array or map column."""
+
+    size_: Operand = Field(alias="$size")
+
+
+class AndOperation(_QueryNode):
+    """``{"$and": [operands]}``."""
+
+    and_: list[Operand] = Field(alias="$and")
+
+
+class OrOperation(_QueryNode):
+    """``{"$or": [operands]}``."""
+
+    or_: list[Operand] = Field(alias="$or")
+
+
+class NotOperation(_QueryNode):
+    """``{"$not": [operand]}`` (exactly one)."""
+
+    not_: tuple[Operand] = Field(alias="$not")
+
+
+class EqOperation(_QueryNode):
+    """``{"$eq": [a, b]}``."""
+
+    eq_: tuple[Operand, Operand] = Field(alias="$eq")
+
+
+class GtOperation(_QueryNode):
+    """``{"$gt": [a, b]}``."""
+
+    gt_: tuple[Operand, Operand] = Field(alias="$gt")
+
+
+class GteOperation(_QueryNode):
+    """``{"$gte": [a, b]}``."""
+
+    gte_: tuple[Operand, Operand] = Field(alias="$gte")
+
+
+class LtOperation(_QueryNode):
+    """``{"$lt": [a, b]}``."""
+
+    lt_: tuple[Operand, Operand] = Field(alias="$lt")
+
+
+class LteOperation(_QueryNode):
+    """``{"$lte": [a, b]}``."""
+
+    lte_: tuple[Operand, Operand] = Field(alias="$lte")
+
+
+class InOperation(_QueryNode):
+    """``{"$in": [operand, [operands]]}``."""
+
+    in_: tuple[Operand, list[Operand]] = Field(alias="$in")
+
+
+class ContainsSpec(_QueryNode):
+    """The body of ``$contains`` and ``$containsToken``."""
+
+    input: Operand
+    substr: Operand
+    case_insensitive: bool | None = False
+
+
+class ContainsOperation(_QueryNode):
+    """``{"$contains": {"input", "substr", "case_insensitive"}}``."""
+
+    contains_: ContainsSpec = Field(alias="$contains")
+
+
+class ContainsTokenOperation(_QueryNode):
+    """``{"$containsToken": {...}}``: accepted by the model, refused on feedback (400)."""
+
+    contains_token_: ContainsSpec = Field(alias="$containsToken")
+
+
+_OPERATION_TAGS: dict[str, str] = {
+    "$and": "and",
+    "$or": "or",
+    "$not": "not",
+    "$eq": "eq",
+    "$gt": "gt",
+    "$gte": "gte",
+    "$lt": "lt",
+    "$lte": "lte",
+    "$in": "in",
+    "$contains": "contains",
+    "$containsToken": "containsToken",
+}
+_OPERAND_TAGS: dict[str, str] = {
+    **_OPERATION_TAGS,
+    "$literal": "literal",
+    "$getField": "getField",
+    "$convert": "convert",
+    "$size": "size",
+}
+
+
+def _tagger(tags: dict[str, str]) -> Any:
+    # The node's kind is its first key: validation goes straight to one model, so an
+    # error names one path instead of one failure per union member and level.
+    def tag(value: Any) -> str | None:
+        if isinstance(value, BaseModel):
+            # A node's one field is aliased by its key. (Dumping the node to find it
+            # would call this again for every node below: exponential in the depth.)
+            alias = next(iter(type(value).model_fields.values())).alias
+            return tags.get(alias) if alias is not None else None
+        if isinstance(value, dict) and value:
+            return tags.get(next(iter(value)))
+        return None
+
+    return tag
+
+
+Operation = Annotated[
+    Annotated[AndOperation, Tag("and")]
+    | Annotated[OrOperation, Tag("or")]
+    | Annotated[NotOperation, Tag("not")]
+    | Annotated[EqOperation, Tag("eq")]
+    | Annotated[GtOperation, Tag("gt")]
+    | Annotated[GteOperation, Tag("gte")]
+    | Annotated[LtOperation, Tag("lt")]
+    | Annotated[LteOperation, Tag("lte")]
+    | Annotated[InOperation, Tag("in")]
+    | Annotated[ContainsOperation, Tag("contains")]
+    | Annotated[ContainsTokenOperation, Tag("containsToken")],
+    Discriminator(
+        _tagger(_OPERATION_TAGS),
+        custom_error_type="invalid_operation",
+        custom_error_message="Input should be an operation: an object with one key of "
+        + ", ".join(_OPERATION_TAGS),
+    ),
+]
+Operand = Annotated[
+    Annotated[LiteralOperation, Tag("literal")]
+    | Annotated[GetFieldOperator, Tag("getField")]
+    | Annotated[ConvertOperation, Tag("convert")]
+    | Annotated[SizeOperation, Tag("size")]
+    | Annotated[AndOperation, Tag("and")]
+    | Annotated[OrOperation, Tag("or")]
+    | Annotated[NotOperation, Tag("not")]
+    | Annotated[EqOperation, Tag("eq")]
+    | Annotated[GtOperation, Tag("gt")]
+    | Annotated[GteOperation, Tag("gte")]
+    | Annotated[LtOperation, Tag("lt")]
+    | Annotated[LteOperation, Tag("lte")]
+    | Annotated[InOperation, Tag("in")]
+    | Annotated[ContainsOperation, Tag("contains")]
+    | Annotated[ContainsTokenOperation, Tag("containsToken")],
+    Discriminator(
+        _tagger(_OPERAND_TAGS),
+        custom_error_type="invalid_operand",
+        custom_error_message="Input should be an operand: an object with one key of "
+        + ", ".join(_OPERAND_TAGS),
+    ),
+]
+
+_RECURSIVE_NODES: tuple[type[BaseModel], ...] = (
+    ConvertSpec,
+    SizeOperation,
+    AndOperation,
+    OrOperation,
+    NotOperation,
+    EqOperation,
+    GtOperation,
+    GteOperation,
+    LtOperation,
+    LteOperation,
+    InOperation,
+    ContainsSpec,
+    ContainsOperation,
+    ContainsTokenOperation,
+    ConvertOperation,
+)
+for _node in _RECURSIVE_NODES:
+    _node.model_rebuild()
+
+
+class Query(_QueryNode):
+    """``{"$expr": operation}``: the filter of query and purge requests."""
+
+    expr_: Operation = Field(alias="$expr")
+
+
+class SortBy(_Request):
+    """One sort key: a field and ``asc`` / ``desc`` (lower case only)."""
+
+    field: str
+    direction: Literal["asc", "desc"]
+
+
+class FeedbackQueryReq(_Request):
+    """Body of ``POST /feedback/query``."""
+
+    project_id: str
+    fields: list[str] | None = Field(
+        default=None, description="Columns to return, flat dotted keys; null or [] = all."
+    )
+    query: Query | None = None
+    sort_by: list[SortBy] | None = None
+    limit: int | None = None
+    offset: int | None = None
+
+
+class FeedbackQueryRes(BaseModel):
+    """The matching rows (after sort, offset, limit) and how many matched in all."""
+
+    result: list[dict[str, Any]]
+    total_count: int = Field(description="Rows matching project and query, before limit/offset.")
+
+
+class FeedbackPurgeReq(_Request):
+    """Body of ``POST /feedback/purge``: delete feedback by id."""
+
+    project_id: str
+    query: Query
+
+
+class FeedbackPurgeRes(BaseModel):
+    """Empty: ``{}``."""
+
+
+class FeedbackReplaceReq(FeedbackCreateReq):
+    """A create request plus the id of the row it replaces."""
+
+    feedback_id: str
+
+
+class FeedbackReplaceRes(FeedbackCreateRes):
+    """The create response of the new row."""
+
+
+class FeedbackPayloadSchemaReq(_Request):
+    """Body of ``POST /feedback/payload_schema``: the stats filters plus a sample size."""
+
+    project_id: str
+    start: datetime = Field(description="Inclusive start; naive means UTC.")
+    end: datetime | None = Field(
+        default=None, description="Exclusive end; naive means UTC; null means now."
+    )
+    feedback_type: str | None = None
+    trigger_ref: str | None = None
+    sample_limit: int = Field(default=2000, ge=1, le=5000)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _to_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return as_utc(value)
+        except OverflowError:
+            raise ValueError("datetime is out of range once converted to UTC") from None
+
+    @model_validator(mode="after")
+    def _check_range(self) -> FeedbackPayloadSchemaReq:
+        if self.end is not None:
+            if self.end < self.start:
+                raise ValueError(errors.END_BEFORE_START)
+            if self.end - self.start > timedelta(days=MAX_RANGE_DAYS):
+                raise ValueError(errors.STATS_RANGE_TOO_LONG)
+        return self
+
+
+class PayloadSchemaPath(BaseModel):
+    """One discovered ``json_path`` and its value type."""
+
+    json_path: str
+    value_type: Literal["numeric", "boolean", "categorical"]
+
+
+class FeedbackPayloadSchemaRes(BaseModel):
+    """The discovered paths, sorted by ``json_path``."""
+
+    paths: list[PayloadSchemaPath]
+
+
+class ServerInfoRes(BaseModel):
+    """Response of ``GET /server_info``."""
+
+    min_required_weave_python_version: str
+    trace_server_version: str | None = None

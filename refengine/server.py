@@ -80,8 +80,17 @@ from .models import (
     FeedbackCreateBatchRes,
     FeedbackCreateReq,
     FeedbackCreateRes,
+    FeedbackPayloadSchemaReq,
+    FeedbackPayloadSchemaRes,
+    FeedbackPurgeReq,
+    FeedbackPurgeRes,
+    FeedbackQueryReq,
+    FeedbackQueryRes,
+    FeedbackReplaceReq,
+    FeedbackReplaceRes,
     FeedbackStatsReq,
     FeedbackStatsRes,
+    ServerInfoRes,
     unknown_fields,
 )
 
@@ -464,6 +473,68 @@ def create_app(
     def feedback_stats(req: FeedbackStatsReq, user: User) -> Response:
         """Return aggregated feedback statistics over time buckets."""
         return _call_engine(lambda: served.feedback_stats(req))
+
+    # --- the rest of the feedback family (SEMANTICS "Query" ... "Server info") ------
+
+    @app.post(
+        "/feedback/query",
+        tags=["Feedback"],
+        summary="Feedback Query",
+        response_model=FeedbackQueryRes,
+        responses=_VALIDATION_RESPONSES,
+        operation_id="feedback_query_feedback_query_post",
+    )
+    def feedback_query(req: FeedbackQueryReq, user: User) -> Response:
+        """Query feedback: filter, sort, page and project the rows of a project."""
+        return _call_engine(lambda: served.feedback_query(req))
+
+    @app.post(
+        "/feedback/purge",
+        tags=["Feedback"],
+        summary="Feedback Purge",
+        response_model=FeedbackPurgeRes,
+        responses=_VALIDATION_RESPONSES,
+        operation_id="feedback_purge_feedback_purge_post",
+    )
+    def feedback_purge(req: FeedbackPurgeReq, user: User) -> Response:
+        """Permanently delete feedback by id."""
+        return _call_engine(lambda: served.feedback_purge(req))
+
+    @app.post(
+        "/feedback/replace",
+        tags=["Feedback"],
+        summary="Feedback Replace",
+        response_model=FeedbackReplaceRes,
+        responses=_VALIDATION_RESPONSES,
+        operation_id="feedback_replace_feedback_replace_post",
+    )
+    def feedback_replace(req: FeedbackReplaceReq, user: User) -> Response:
+        """Replace a feedback row by a new one (validated in full before removing)."""
+        request = req.model_copy(update={"wb_user_id": user})
+        return _call_engine(lambda: served.feedback_replace(request))
+
+    @app.post(
+        "/feedback/payload_schema",
+        tags=["Feedback"],
+        summary="Feedback Payload Schema",
+        response_model=FeedbackPayloadSchemaRes,
+        responses=_VALIDATION_RESPONSES,
+        operation_id="feedback_payload_schema_feedback_payload_schema_post",
+    )
+    def feedback_payload_schema(req: FeedbackPayloadSchemaReq, user: User) -> Response:
+        """The json_paths of a project's payloads and their value types."""
+        return _call_engine(lambda: served.feedback_payload_schema(req))
+
+    @app.get(
+        "/server_info",
+        tags=["Service"],
+        summary="Server Info",
+        response_model=ServerInfoRes,
+        operation_id="server_info_server_info_get",
+    )
+    def server_info(user: User) -> Response:
+        """The minimum client version and this server's version."""
+        return _call_engine(served.server_info)
 
     @app.get("/health", tags=["Service"], summary="Health")
     def health() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Append-only, per-project row storage sorted by ``(created_at_ms, insertion order)``.
+"""Append and remove: per-project row storage sorted by ``(created_at_ms, insertion order)``.
 
 Built on ``sortedcontainers.SortedKeyList`` keyed by ``created_at_ms``. Its ``add``
 places a row after every row with an equal key, so rows with the same millisecond
@@ -9,7 +9,8 @@ carries nothing extra for this — the position *is* the sequence (spec/SEMANTIC
 A store also keeps the views derived from its rows that an executor asks it to
 keep (:meth:`ProjectStore.derived`: the fast executor's indexes,
 :mod:`refengine.fast.snapshots`); an insert only tells them when a row lands
-before the end.
+before the end, and a removal (purge, replace) from the earliest removed row's
+millisecond on.
 
 Locks: ``lock`` (the engine's, shared by every store) guards the rows: writes hold
 it, and every read of the rows takes it only to copy what it needs. A derived view
@@ -19,7 +20,7 @@ guards itself with a lock of its own, taken before ``lock``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from operator import attrgetter
 from typing import Any, Protocol, TypeVar, cast
 
@@ -34,7 +35,8 @@ class Derived(Protocol):
     """A view a store keeps of its rows (see :meth:`ProjectStore.derived`)."""
 
     def invalidate_from(self, from_ms: int) -> None:
-        """A row landed before the end, at ``from_ms`` (called under ``lock``)."""
+        """The rows from ``from_ms`` on changed: a row landed before the end there, or
+        rows were removed from there on (called under ``lock``)."""
 
     def check(self, store: ProjectStore) -> None:
         """Raise ``AssertionError`` unless the view agrees with ``store`` (called
@@ -84,6 +86,38 @@ class ProjectStore:
         for row in rows:
             self.add(row)
 
+    def remove_ids(self, ids: Collection[str]) -> int:
+        """Purge / Removal: remove every row whose ``id`` is in ``ids`` (all copies of
+        a repeated id; the caller holds ``lock``); returns how many went. Unknown ids
+        are ignored.
+
+        The kept rows keep their order. Every derived view is told that the rows from
+        the earliest removed row's millisecond on changed, as for an insert before
+        the end (the rows before it are where they were). Runtime complexity:
+        ``O(n)`` for the scan, and ``O(n)`` more to rebuild the list when a row goes.
+        """
+        if not ids:
+            return 0
+        kept = []
+        earliest: int | None = None
+        for row in self.rows:
+            if row.id in ids:
+                if earliest is None:
+                    earliest = row.created_at_ms
+            else:
+                kept.append(row)
+        if earliest is None:
+            return 0
+        removed = len(self.rows) - len(kept)
+        # Already in store order, and the sort is stable: ties keep insertion order.
+        rows: SortedKeyList = SortedKeyList(key=_created_at_ms)
+        rows.update(kept)
+        self.rows = rows
+        self._last_ms = kept[-1].created_at_ms if kept else None
+        for view in self._derived.values():
+            view.invalidate_from(earliest)
+        return removed
+
     def window(self, after_ms: int | None, before_ms: int | None) -> list[FeedbackRow]:
         """A copy of the rows with ``after_ms <= created_at_ms < before_ms``, in store
         order; ``None`` leaves a side open. Two bisections then one slice copy under
@@ -114,7 +148,8 @@ class ProjectStore:
 
         Checks the sorted container's own invariants, that every row belongs to
         this project, that ``created_at_ms`` never decreases along the store, and
-        every derived view against the rows (each takes its own lock, then ``lock``).
+        every derived view against the rows wherever it is current, after appends
+        and removals alike (each view takes its own lock, then ``lock``).
         """
         with self.lock:
             self._check_rows()

@@ -438,3 +438,65 @@ def replay(plan: list[tuple[Any, ...]], check: Callable[[Engine, dict[str, Any]]
         else:
             check(engine, step[1])
     engine.check_invariants()
+
+
+# --- Query expressions (POST /feedback/query, purge) --------------------------------
+
+QUERY_FIELDS = [
+    "id",
+    "feedback_type",
+    "payload.output.score",
+    "payload.output.passed",
+    "payload.output.label",
+    "payload.output",
+    "scorer_ratings._rating_",
+    "scorer_tag_reasons.toxic",
+    "span_status_code",
+    "created_at",
+    "scorer_tags",
+]
+query_literals = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 2),
+    st.sampled_from([0.0, 0.25, 0.5, 1.0, -0.5]),
+    st.sampled_from(["", "a", "custom", "OK", "0.5", "1", "true", "toxic", "2024-03-09"]),
+)
+
+
+def _leaf_operand() -> st.SearchStrategy[dict[str, Any]]:
+    return st.one_of(
+        st.builds(lambda f: {"$getField": f}, st.sampled_from(QUERY_FIELDS)),
+        st.builds(lambda v: {"$literal": v}, query_literals),
+    )
+
+
+def _comparison(operand: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.builds(
+            lambda op, a, b: {op: [a, b]},
+            st.sampled_from(["$eq", "$gt", "$gte", "$lt", "$lte"]),
+            operand,
+            operand,
+        ),
+        st.builds(lambda a, items: {"$in": [a, items]}, operand, st.lists(operand, max_size=3)),
+        st.builds(
+            lambda a, b, ci: {"$contains": {"input": a, "substr": b, "case_insensitive": ci}},
+            operand,
+            operand,
+            st.booleans(),
+        ),
+    )
+
+
+query_exprs: st.SearchStrategy[dict[str, Any]] = st.recursive(
+    _comparison(_leaf_operand()),
+    lambda inner: st.one_of(
+        st.builds(lambda items: {"$and": items}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda items: {"$or": items}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda item: {"$not": [item]}, inner),
+    ),
+    max_leaves=6,
+)
+"""Query expressions over the fields the create strategies fill; many are ill-typed
+on purpose (those must be a 400, never a crash)."""

@@ -119,3 +119,102 @@ def test_official_client_sees_400_and_401(live: tuple[Any, Engine, ManualClock])
     client.set_auth(("api", "other-key"))
     assert client.feedback_create(monitor(1, 0.5, [])).wb_user_id == "alice"
     assert len(engine) == 1
+
+
+# --- query, purge, replace, payload_schema, server_info ---------------------------------
+
+
+def _note(i: int, ref: str = f"{BASE}/call/c1") -> dict[str, Any]:
+    return {
+        "project_id": PROJECT,
+        "weave_ref": ref,
+        "feedback_type": "custom",
+        "payload": {"i": i, "score": i / 4},
+    }
+
+
+def _query(client: Any, expr: dict[str, Any] | None, **extra: Any) -> Any:
+    # The request shape the client's FeedbackQuery.refresh sends.
+    return client.feedback_query(
+        {
+            "project_id": PROJECT,
+            "fields": None,
+            "query": None if expr is None else {"$expr": expr},
+            "sort_by": [{"field": "created_at", "direction": "asc"}],
+            "limit": None,
+            "offset": None,
+            **extra,
+        }
+    )
+
+
+def test_official_client_feedback_query(live: tuple[Any, Engine, ManualClock]) -> None:
+    from weave.trace.feedback import Feedback
+
+    client, _engine, clock = live
+    first = client.feedback_create(_note(1))
+    clock.advance(seconds=1)
+    second = client.feedback_create(_note(2, ref=f"{BASE}/call/c2"))
+    clock.advance(seconds=1)
+    client.feedback_create(
+        {
+            "project_id": PROJECT,
+            "weave_ref": f"{BASE}/call/c1",
+            "feedback_type": "wandb.reaction.1",
+            "payload": {"emoji": "👍"},
+        }
+    )
+    everything = _query(client, {"$eq": [{"$literal": "1"}, {"$literal": "1"}]})
+    assert everything.total_count == 3
+    rows = [Feedback(**row) for row in everything.result]
+    assert [row.id for row in rows[:2]] == [first.id, second.id]
+    assert rows[0].created_at == START
+    assert rows[0].payload == {"i": 1, "score": 0.25}
+    assert rows[2].payload["alias"] == ":thumbs_up:"
+
+    by_id = _query(client, {"$eq": [{"$getField": "id"}, {"$literal": second.id}]})
+    assert [row["id"] for row in by_id.result] == [second.id]
+    by_ref = _query(client, {"$eq": [{"$getField": "weave_ref"}, {"$literal": f"{BASE}/call/c1"}]})
+    assert by_ref.total_count == 2
+    reactions = _query(
+        client,
+        {
+            "$and": [
+                {"$eq": [{"$getField": "feedback_type"}, {"$literal": "wandb.reaction.1"}]},
+                {"$eq": [{"$getField": "payload.emoji"}, {"$literal": "👍"}]},
+            ]
+        },
+    )
+    assert reactions.total_count == 1
+    paged = _query(client, None, limit=1, offset=1)
+    assert (paged.total_count, [row["id"] for row in paged.result]) == (3, [second.id])
+
+
+def test_official_client_purge_replace_schema_info(live: tuple[Any, Engine, ManualClock]) -> None:
+    client, engine, clock = live
+    first = client.feedback_create(_note(1))
+    second = client.feedback_create(_note(2))
+    client.feedback_purge(
+        {
+            "project_id": PROJECT,
+            "query": {"$expr": {"$eq": [{"$getField": "id"}, {"$literal": first.id}]}},
+        }
+    )
+    assert [row.id for row in engine.rows(PROJECT)] == [second.id]
+    clock.advance(seconds=5)
+    replaced = client.feedback_replace({**_note(3), "feedback_id": second.id})
+    assert replaced.payload == {"i": 3, "score": 0.75}
+    assert [row.payload["i"] for row in engine.rows(PROJECT)] == [3]
+    schema = client.feedback_payload_schema(
+        {
+            "project_id": PROJECT,
+            "start": START.isoformat(),
+            "end": (START + timedelta(hours=1)).isoformat(),
+        }
+    )
+    assert [(p.json_path, p.value_type) for p in schema.paths] == [
+        ("i", "numeric"),
+        ("score", "numeric"),
+    ]
+    info = client.server_info()
+    assert info.min_required_weave_python_version == "0.0.0"

@@ -704,3 +704,81 @@ def test_docs_page_needs_no_network(engine: Engine) -> None:
         assert client.get("/openapi.json").status_code == 200
     with TestClient(create_app(engine)) as client:
         assert client.get("/redoc").status_code == 404  # one documentation page, not two
+
+
+# --- query, purge, replace, payload_schema, server_info ---------------------------------
+
+
+def test_query_route_renders_rows_and_total_count(client: TestClient) -> None:
+    for i in range(3):
+        assert client.post("/feedback/create", json=note(i, id=f"n{i}")).status_code == 200
+    res = client.post(
+        "/feedback/query",
+        json={
+            "project_id": PROJECT,
+            "query": {"$expr": {"$gte": [{"$getField": "payload.i"}, {"$literal": 1}]}},
+            "sort_by": [{"field": "payload.i", "direction": "desc"}],
+            "limit": 1,
+        },
+    )
+    assert res.status_code == 200
+    body = res.json()
+    assert body["total_count"] == 2
+    (row,) = body["result"]
+    assert row["id"] == "n2"
+    assert row["created_at"] == "2024-05-01T12:00:00+00:00"
+    assert row["payload"] == {"score": 0.5, "i": 2}
+
+
+def test_query_route_errors(client: TestClient) -> None:
+    res = client.post("/feedback/query", json={"project_id": PROJECT, "limit": -1})
+    assert (res.status_code, res.json()) == (400, {"reason": "Limit must be non-negative"})
+    res = client.post("/feedback/query", json={"project_id": PROJECT, "query": {"$expr": {}}})
+    assert res.status_code == 422
+    deep = '{"$not":[' * 5000 + '{"$literal":1}' + "]}" * 5000
+    body = '{"project_id":"p","query":{"$expr":' + deep + "}}"
+    res = client.post("/feedback/query", content=body, headers={"content-type": "application/json"})
+    assert res.status_code == 422
+
+
+def test_purge_and_replace_routes(client: TestClient, engine: Engine) -> None:
+    client.post("/feedback/create", json=note(1, id="a"))
+    client.post("/feedback/create", json=note(2, id="b"))
+    by_id = {"$eq": [{"$getField": "id"}, {"$literal": "a"}]}
+    res = client.post("/feedback/purge", json={"project_id": PROJECT, "query": {"$expr": by_id}})
+    assert (res.status_code, res.json()) == (200, {})
+    res = client.post("/feedback/replace", json={**note(3), "feedback_id": "b", "wb_user_id": "x"})
+    assert res.status_code == 200
+    assert res.json()["wb_user_id"] == "refengine"  # the authenticated user wins
+    assert [row.payload["i"] for row in engine.rows(PROJECT)] == [3]
+    bad = {"$in": [{"$getField": "id"}, []]}
+    res = client.post("/feedback/purge", json={"project_id": PROJECT, "query": {"$expr": bad}})
+    assert res.status_code == 400
+
+
+def test_payload_schema_and_server_info_routes(client: TestClient) -> None:
+    client.post("/feedback/create", json=note(1))
+    res = client.post(
+        "/feedback/payload_schema",
+        json={
+            "project_id": PROJECT,
+            "start": "2024-05-01T00:00:00Z",
+            "end": "2024-05-02T00:00:00Z",
+        },
+    )
+    assert res.json() == {
+        "paths": [
+            {"json_path": "i", "value_type": "numeric"},
+            {"json_path": "score", "value_type": "numeric"},
+        ]
+    }
+    info = client.get("/server_info").json()
+    assert info["min_required_weave_python_version"] == "0.0.0"
+    doc = client.get("/openapi.json").json()
+    assert set(doc["paths"]) >= {
+        "/feedback/query",
+        "/feedback/purge",
+        "/feedback/replace",
+        "/feedback/payload_schema",
+        "/server_info",
+    }

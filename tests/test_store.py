@@ -55,3 +55,22 @@ def test_invariant_checker_catches_foreign_rows() -> None:
     store.add(at(1, "x", project="other/p"))
     with pytest.raises(AssertionError, match="of other/p in e/p"):
         store.check_invariants()
+
+
+# --- removal (purge, replace) ------------------------------------------------------------
+
+
+def test_remove_ids_keeps_order_and_all_copies_go() -> None:
+    store = ProjectStore("e/p")
+    for ms, ident in [(5, "a"), (1, "b"), (5, "c"), (3, "a"), (5, "e"), (1, "f")]:
+        store.add(at(ms, ident))
+    assert store.remove_ids({"a", "zzz"}) == 2
+    assert [r.id for r in store] == ["b", "f", "c", "e"]
+    store.check_invariants()
+    assert store.remove_ids(set()) == 0
+    assert store.remove_ids({"nope"}) == 0
+    assert store.remove_ids({"e"}) == 1  # the last row: the largest millisecond moves back
+    store.check_invariants()
+    store.add(at(4, "g"))
+    assert [r.id for r in store] == ["b", "f", "g", "c"]
+    store.check_invariants()

@@ -15,7 +15,17 @@ from typing import Any, Protocol, runtime_checkable
 JSON = Any
 """A JSON-shaped value: dict, list, str, int, float, bool or None."""
 
-ENDPOINTS = ("create", "create_batch", "aggregate", "stats")
+ENDPOINTS = (
+    "create",
+    "create_batch",
+    "aggregate",
+    "stats",
+    "query",
+    "purge",
+    "replace",
+    "payload_schema",
+    "server_info",
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,11 @@ class Backend(Protocol):
     def feedback_aggregate(self, request: dict[str, Any]) -> Outcome: ...
 
     def feedback_stats(self, request: dict[str, Any]) -> Outcome: ...
+    def feedback_query(self, request: dict[str, Any]) -> Outcome: ...
+    def feedback_purge(self, request: dict[str, Any]) -> Outcome: ...
+    def feedback_replace(self, request: dict[str, Any]) -> Outcome: ...
+    def feedback_payload_schema(self, request: dict[str, Any]) -> Outcome: ...
+    def server_info(self) -> Outcome: ...
 
     def new_project(self) -> str: ...
 
@@ -82,6 +97,16 @@ def call(backend: Backend, endpoint: str, request: dict[str, Any]) -> Outcome:
         return backend.feedback_aggregate(request)
     if endpoint == "stats":
         return backend.feedback_stats(request)
+    if endpoint == "query":
+        return backend.feedback_query(request)
+    if endpoint == "purge":
+        return backend.feedback_purge(request)
+    if endpoint == "replace":
+        return backend.feedback_replace(request)
+    if endpoint == "payload_schema":
+        return backend.feedback_payload_schema(request)
+    if endpoint == "server_info":
+        return backend.server_info()  # a GET: the step's request is not sent
     raise ConformanceError(f"unknown endpoint {endpoint!r}; expected one of {ENDPOINTS}")
 
 

@@ -61,13 +61,29 @@ DEFAULT_COMPARE: dict[str, dict[str, Any]] = {
         "timestamps": ["$.start", "$.end", "$.buckets[*].timestamp"],
         "tolerance": {"rel": 1e-9, "abs": 1e-12},
     },
+    "query": {
+        "ignore": ["$.result[*].wb_user_id"],
+        "timestamps": ["$.result[*].created_at"],
+        "unordered": [{"path": "$.result"}],
+        "tolerance": {"rel": 1e-9, "abs": 1e-12},
+    },
+    "purge": {},
+    "replace": {
+        "ignore": ["$.id", "$.wb_user_id"],
+        "timestamps": ["$.created_at"],
+    },
+    "payload_schema": {},
+    "server_info": {"ignore": ["$.trace_server_version"]},
 }
 """What ``--update`` writes into a file's ``compare`` for each endpoint it uses.
 
 Ids are random and the user is the caller's identity over HTTP, so create responses
 are checked for those keys but not their values; a case that sends its own ``id``
 overrides ``ignore`` in its step. Rows within one aggregate time bucket are
-unordered (production leaves ties unordered); unbucketed rows stay ordered.
+unordered (production leaves ties unordered); unbucketed rows stay ordered. Query
+results are a multiset unless a step with ``sort_by`` says otherwise in its own
+``compare`` (``"unordered": []``, or ``within`` a sort key to compare its tie groups
+as multisets); the server version is the backend's own.
 """
 
 
@@ -303,12 +319,12 @@ def updated_file(case_file: CaseFile) -> dict[str, Any]:
             where = f"{case['id']} step {step_run.index}"
             request = step.get("request")
             if (
-                step["endpoint"] == "stats"
+                step["endpoint"] in ("stats", "payload_schema")
                 and isinstance(request, dict)
                 and request.get("end") is None
                 and "at" not in step
             ):
-                problems.append(f"{where}: a stats request without end needs the step's 'at'")
+                problems.append(f"{where}: a request without end needs the step's 'at'")
                 continue
             if outcome.status not in (200, 400, 422):
                 problems.append(f"{where}: the engine answered {outcome.status}: {outcome.message}")

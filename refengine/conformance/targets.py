@@ -99,12 +99,32 @@ class InProcessTarget:
     def feedback_stats(self, request: dict[str, Any]) -> Outcome:
         return self._run(self.engine.feedback_stats, request)
 
+    def feedback_query(self, request: dict[str, Any]) -> Outcome:
+        return self._run(self.engine.feedback_query, request)
+
+    def feedback_purge(self, request: dict[str, Any]) -> Outcome:
+        return self._run(self.engine.feedback_purge, request)
+
+    def feedback_replace(self, request: dict[str, Any]) -> Outcome:
+        return self._run(self.engine.feedback_replace, request)
+
+    def feedback_payload_schema(self, request: dict[str, Any]) -> Outcome:
+        return self._run(self.engine.feedback_payload_schema, request)
+
+    def server_info(self) -> Outcome:
+        return self._run(lambda _request: self.engine.server_info(), None)
+
 
 PATHS = {
     "create": "/feedback/create",
     "create_batch": "/feedback/batch/create",
     "aggregate": "/feedback/aggregate",
     "stats": "/feedback/stats",
+    "query": "/feedback/query",
+    "purge": "/feedback/purge",
+    "replace": "/feedback/replace",
+    "payload_schema": "/feedback/payload_schema",
+    "server_info": "/server_info",
 }
 CLOCK_PATH = "/refengine/clock"
 HEALTH_PATH = "/health"
@@ -202,19 +222,32 @@ class HttpTarget:
         )
 
     def _post(self, path: str, request: Any) -> Outcome:
+        return self._send("POST", path, request)
+
+    def _get(self, path: str) -> Outcome:
+        return self._send("GET", path, None)
+
+    def _send(self, method: str, path: str, request: Any) -> Outcome:
         import httpx  # noqa: PLC0415 (optional: the server extra)
 
         try:
-            response = self._client.post(path, json=request)
+            if method == "GET":
+                response = self._client.get(path)
+            else:
+                response = self._client.post(path, json=request)
         except httpx.HTTPError as exc:
-            return Outcome(0, None, f"no response from POST {path}: {type(exc).__name__}: {exc}")
+            return Outcome(
+                0, None, f"no response from {method} {path}: {type(exc).__name__}: {exc}"
+            )
         try:
             body: JSON = response.json()
         except ValueError:
             text = response.text
             snippet = text if len(text) <= 200 else text[:197] + "..."
             return Outcome(
-                response.status_code, None, f"POST {path} returned a non-JSON body: {snippet!r}"
+                response.status_code,
+                None,
+                f"{method} {path} returned a non-JSON body: {snippet!r}",
             )
         return Outcome(response.status_code, body, error_message(response.status_code, body))
 
@@ -229,3 +262,18 @@ class HttpTarget:
 
     def feedback_stats(self, request: dict[str, Any]) -> Outcome:
         return self._post(PATHS["stats"], request)
+
+    def feedback_query(self, request: dict[str, Any]) -> Outcome:
+        return self._post(PATHS["query"], request)
+
+    def feedback_purge(self, request: dict[str, Any]) -> Outcome:
+        return self._post(PATHS["purge"], request)
+
+    def feedback_replace(self, request: dict[str, Any]) -> Outcome:
+        return self._post(PATHS["replace"], request)
+
+    def feedback_payload_schema(self, request: dict[str, Any]) -> Outcome:
+        return self._post(PATHS["payload_schema"], request)
+
+    def server_info(self) -> Outcome:
+        return self._get(PATHS["server_info"])

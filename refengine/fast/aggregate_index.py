@@ -21,7 +21,8 @@ happens under the engine lock, the columns are built outside it, in steps of
   are added to the master columns and then to each partitioning that is queried —
   ``O(m)`` for ``m`` new rows;
 * a row inserted before the end (an older ``created_at``: a manual clock set back,
-  or a bulk load) marks the index stale from that millisecond; the next query drops
+  or a bulk load), or a removal (purge, replace) from the earliest removed row's
+  millisecond, marks the index stale from that millisecond; the next query drops
   every indexed row at or after it and re-adds them — ``O(rows after that point)``.
 
 At most :data:`MAX_PARTITIONINGS` ``group_by`` sets are kept (least recently used
@@ -115,7 +116,8 @@ class AggregateIndex:
         self._partitionings: dict[tuple[str, ...], Partitioning] = {}  # see refengine.fast.lru
 
     def invalidate_from(self, from_ms: int) -> None:
-        """Note that a row was inserted before the end, at ``from_ms``. ``O(1)``."""
+        """Note that the rows from ``from_ms`` on changed: a row was inserted before
+        the end there, or rows were removed from there on. ``O(1)``."""
         if self.stale_from is None or from_ms < self.stale_from:
             self.stale_from = from_ms
 

@@ -14,8 +14,9 @@ parsing outside it:
 
 * rows appended at the end of the store since the last query are parsed once
   for all the columns that query reads — ``O(m)`` for ``m`` new rows;
-* a row inserted before the end (an older ``created_at``) marks the columns stale
-  from that millisecond; the next query drops every entry at or after the first
+* a row inserted before the end (an older ``created_at``), or a removal from the
+  earliest removed row's millisecond on, marks the columns stale from that
+  millisecond; the next query drops every entry at or after the first
   row of that millisecond and parses those rows again;
 * a metric asked for the first time parses every stored row — ``O(n)``.
 
@@ -80,7 +81,8 @@ class MetricIndex:
         self.stale_from: int | None = None
 
     def invalidate_from(self, from_ms: int) -> None:
-        """Note that a row was inserted before the end, at ``from_ms``. ``O(1)``."""
+        """Note that the rows from ``from_ms`` on changed: a row was inserted before
+        the end there, or rows were removed from there on. ``O(1)``."""
         if self.stale_from is None or from_ms < self.stale_from:
             self.stale_from = from_ms
 
@@ -149,11 +151,12 @@ class MetricIndex:
         store) wherever it is current. ``O(n)`` per column. Does not bring the
         columns up to date (a check must not change what it checks)."""
         for (keys, value_type), column in self._columns.items():
-            if len(column) > len(rows):
-                raise AssertionError(f"metric column {keys} is longer than the store")
             covered = len(column)
             if self.stale_from is not None:
+                # After a removal a stale column may be longer than the store.
                 covered = min(covered, rows.bisect_key_left(self.stale_from))
+            elif len(column) > len(rows):
+                raise AssertionError(f"metric column {keys} is longer than the store")
             read = compile_path(".".join(keys), value_type).column
             if read is None:
                 raise AssertionError(f"a {value_type} metric column is kept")

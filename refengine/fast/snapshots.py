@@ -46,8 +46,8 @@ class Guarded(Generic[IndexT]):
         self.lock = threading.Lock()
 
     def invalidate_from(self, from_ms: int) -> None:
-        """A row landed before the end, at ``from_ms`` (the store calls it under its
-        lock). ``O(1)``."""
+        """The store's rows from ``from_ms`` on changed (an insert before the end or a
+        removal; the store calls it under its lock). ``O(1)``."""
         self.index.invalidate_from(from_ms)
 
     def check(self, store: ProjectStore) -> None:
