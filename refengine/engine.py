@@ -34,6 +34,7 @@ from .errors import format_message
 from .fast import aggregate as fast_aggregate
 from .fast import snapshots
 from .fast import stats as fast_stats
+from .fast.key_index import lookup_key
 from .models import (
     UNKNOWN_FIELD_MODES,
     FeedbackAggregateReq,
@@ -60,6 +61,7 @@ from .rows import FeedbackRow, with_id
 from .semantics import aggregate, feedback_query, payload_schema, purge, replace, server_info, stats
 from .semantics.aggregate import AggregatePlan
 from .semantics.create import IdFactory, PreparedCreate, prepare_row, uuid7
+from .semantics.feedback_query import QueryPlan
 from .semantics.stats import StatsPlan
 from .store import ProjectStore
 
@@ -97,6 +99,8 @@ class Executor(Protocol):
 
     def stats(self, plan: StatsPlan, store: ProjectStore) -> FeedbackStatsRes: ...
 
+    def query(self, plan: QueryPlan, store: ProjectStore) -> FeedbackQueryRes: ...
+
 
 class ReferenceExecutor:
     """The plain folds of :mod:`refengine.semantics` over a copy of the window's rows."""
@@ -108,6 +112,9 @@ class ReferenceExecutor:
         if not plan.metrics:  # Stats / No metrics: no query at all
             return stats.fold(plan, [])
         return stats.fold(plan, store.window(plan.after_ms, plan.before_ms))
+
+    def query(self, plan: QueryPlan, store: ProjectStore) -> FeedbackQueryRes:
+        return feedback_query.fold(plan, store.window(None, None))
 
 
 class FastExecutor:
@@ -124,6 +131,14 @@ class FastExecutor:
         readers = fast_stats.column_readers(plan)
         snapshot = snapshots.stats_snapshot(store, plan.after_ms, plan.before_ms, readers)
         return fast_stats.fold(plan, snapshot)
+
+    def query(self, plan: QueryPlan, store: ProjectStore) -> FeedbackQueryRes:
+        # A query on one id or weave_ref can match only the rows under that key: the
+        # same fold over them gives the same answer as over the whole project.
+        key = lookup_key(plan.query)
+        if key is None:
+            return feedback_query.fold(plan, store.window(None, None))
+        return feedback_query.fold(plan, snapshots.key_rows(store, *key))
 
 
 EXECUTORS: dict[str, Executor] = {"fast": FastExecutor(), "reference": ReferenceExecutor()}
@@ -350,14 +365,15 @@ class Engine:
         spec/SEMANTICS.md, "Query".
 
         The request is checked and compiled first (``InvalidRequest`` before any row is
-        read); the project's rows are copied under the lock (``O(n)``) and folded
-        outside it. Both executors fold a query with the plain fold of
-        :mod:`refengine.semantics.feedback_query` (there is no fast path yet).
+        read); then the rows it can match are copied under the lock and folded outside
+        it: every row (``O(n)``) on the reference executor, and on the fast one too
+        unless the query is a ``$eq`` on ``id`` or ``weave_ref`` (alone or in an
+        ``$and``), whose ``k`` rows come from an index (``O(k)``,
+        :mod:`refengine.fast.key_index`).
         """
         request = coerce_request(FeedbackQueryReq, req, self.unknown_fields)
         query_plan = feedback_query.plan(request)
-        rows = self._store_to_read(request.project_id).window(None, None)
-        return feedback_query.fold(query_plan, rows)
+        return self._executor.query(query_plan, self._store_to_read(request.project_id))
 
     def feedback_purge(self, req: FeedbackPurgeReq | Mapping[str, Any]) -> FeedbackPurgeRes:
         """Delete a project's rows by id; see spec/SEMANTICS.md, "Purge".

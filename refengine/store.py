@@ -60,7 +60,9 @@ class ProjectStore:
         self.rows: SortedKeyList = SortedKeyList(key=_created_at_ms)
         """The rows, in store order: read them only under ``lock``."""
         self._derived: dict[str, Derived] = {}
-        self._last_ms: int | None = None  # the largest created_at_ms stored
+        # The largest created_at_ms ever stored (a removal does not lower it): a row
+        # below it may land before rows a derived view has seen, so views are told.
+        self._last_ms: int | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -113,7 +115,8 @@ class ProjectStore:
         rows: SortedKeyList = SortedKeyList(key=_created_at_ms)
         rows.update(kept)
         self.rows = rows
-        self._last_ms = kept[-1].created_at_ms if kept else None
+        # _last_ms stays: the views may hold removed rows up to it until they catch
+        # up, so a later row below it must still mark them stale.
         for view in self._derived.values():
             view.invalidate_from(earliest)
         return removed
@@ -168,5 +171,5 @@ class ProjectStore:
             if previous is not None and row.created_at_ms < previous:
                 raise AssertionError(f"row {row.id} is out of created_at order")
             previous = row.created_at_ms
-        if previous is not None and previous != self._last_ms:
+        if previous is not None and (self._last_ms is None or previous > self._last_ms):
             raise AssertionError("the largest created_at_ms is not tracked")

@@ -500,3 +500,63 @@ query_exprs: st.SearchStrategy[dict[str, Any]] = st.recursive(
 )
 """Query expressions over the fields the create strategies fill; many are ill-typed
 on purpose (those must be a 400, never a crash)."""
+
+
+# --- rows by key: the fast executor's id / weave_ref index ---------------------------
+
+KEY_IDS = ["a", "b", "c", "d"]
+KEY_REFS = [f"weave:///e/p/call/c{i}" for i in range(3)]
+
+
+def _keyed_create(id_: str, ref: str, n: int) -> dict[str, Any]:
+    return {
+        "project_id": PROJECT,
+        "id": id_,
+        "weave_ref": ref,
+        "feedback_type": "custom",
+        "payload": {"n": n},
+    }
+
+
+def _keyed_query(column: str, value: str, extra: bool, sort: bool, swap: bool) -> dict[str, Any]:
+    eq = [{"$getField": column}, {"$literal": value}]
+    expr: dict[str, Any] = {"$eq": eq[::-1] if swap else eq}
+    if extra:
+        expr = {"$and": [{"$gte": [{"$getField": "payload.n"}, {"$literal": 2}]}, expr]}
+    req: dict[str, Any] = {"project_id": PROJECT, "query": {"$expr": expr}}
+    if sort:
+        req["sort_by"] = [{"field": "created_at", "direction": "desc"}]
+    return req
+
+
+keyed_steps = st.lists(
+    st.one_of(
+        st.builds(
+            lambda ms, i, r, n: ("create", ms, _keyed_create(i, r, n)),
+            offsets_ms,
+            st.sampled_from(KEY_IDS),
+            st.sampled_from(KEY_REFS),
+            st.integers(0, 4),
+        ),
+        st.builds(lambda i: ("purge", i), st.sampled_from(KEY_IDS)),
+        st.builds(
+            lambda ms, old, new, r: ("replace", ms, old, _keyed_create(new, r, 9)),
+            offsets_ms,
+            st.sampled_from(KEY_IDS),
+            st.sampled_from(KEY_IDS),
+            st.sampled_from(KEY_REFS),
+        ),
+        st.builds(
+            lambda c, v, e, s, w: ("query", _keyed_query(c, v, e, s, w)),
+            st.sampled_from(["id", "weave_ref"]),
+            st.sampled_from(KEY_IDS + KEY_REFS),
+            st.booleans(),
+            st.booleans(),
+            st.booleans(),
+        ),
+    ),
+    max_size=30,
+)
+"""Creates with repeating ids and weave_refs at instants that often go back, purges
+and replaces by id, and ``$eq`` queries on ``id`` or ``weave_ref`` (either operand
+order, sometimes inside an ``$and``, sometimes sorted)."""

@@ -1,8 +1,9 @@
 """The fast executor's snapshots of a project store, from indexes kept with it.
 
 Each project store keeps, once a fast query asked for them, an
-:class:`refengine.fast.aggregate_index.AggregateIndex` and a
-:class:`refengine.fast.metric_index.MetricIndex`, each with a lock of its own (see
+:class:`refengine.fast.aggregate_index.AggregateIndex`, a
+:class:`refengine.fast.metric_index.MetricIndex` and a
+:class:`refengine.fast.key_index.KeyIndex`, each with a lock of its own (see
 :meth:`refengine.store.ProjectStore.derived`). Taking a snapshot holds that lock
 and takes the store's lock (the engine lock) only to copy the rows the index
 lacks; the index is then brought up to date, and the snapshot copied out of it,
@@ -23,6 +24,7 @@ from ..rows import FeedbackRow
 from ..store import ProjectStore
 from .aggregate import AggregateSnapshot
 from .aggregate_index import AggregateIndex
+from .key_index import KeyIndex
 from .metric_index import MetricIndex
 from .stats import StatsSnapshot
 
@@ -64,6 +66,29 @@ def guarded_aggregate_index(store: ProjectStore) -> Guarded[AggregateIndex]:
 def guarded_metric_index(store: ProjectStore) -> Guarded[MetricIndex]:
     """The store's metric columns with their lock (made empty the first time)."""
     return store.derived("metric_index", lambda: Guarded(MetricIndex()))
+
+
+def guarded_key_index(store: ProjectStore) -> Guarded[KeyIndex]:
+    """The store's index of rows by id and weave_ref with its lock (made empty the
+    first time)."""
+    return store.derived("key_index", lambda: Guarded(KeyIndex()))
+
+
+def key_rows(store: ProjectStore, column: str, value: str) -> list[FeedbackRow]:
+    """The rows whose ``column`` (``id`` or ``weave_ref``) is ``value``, in store
+    order, from the store's key index.
+
+    Runtime complexity: ``O(k)`` for ``k`` such rows, plus bringing the index up to
+    date (:mod:`refengine.fast.key_index`), of which only the ``O(m)`` copy of the
+    ``m`` rows it lacks holds the engine lock.
+    """
+    guarded = guarded_key_index(store)
+    index = guarded.index
+    with guarded.lock:
+        with store.lock:
+            from_ms, new_rows = index.pending(store.rows)
+        index.catch_up(from_ms, new_rows)
+        return index.rows_with(column, value)
 
 
 def aggregate_snapshot(
@@ -120,6 +145,8 @@ __all__ = [
     "Guarded",
     "aggregate_snapshot",
     "guarded_aggregate_index",
+    "guarded_key_index",
     "guarded_metric_index",
+    "key_rows",
     "stats_snapshot",
 ]

@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import errors
 from ..errors import InvalidRequest, format_message
-from ..models import FeedbackQueryReq, FeedbackQueryRes
+from ..models import FeedbackQueryReq, FeedbackQueryRes, Query
 from ..rows import STORED_COLUMNS, FeedbackRow
 from .query import (
     MAP_COLUMNS,
@@ -56,6 +56,9 @@ class QueryPlan:
     limit: int | None
     projection: tuple[tuple[str, Extractor], ...] | None
     """``None``: ``count(*)``."""
+    query: Query | None = None
+    """The request's expression, as sent (a fast executor may read it to find the
+    rows it can match without a scan; the fold reads ``match``)."""
 
 
 def plan(request: FeedbackQueryReq) -> QueryPlan:
@@ -88,6 +91,7 @@ def plan(request: FeedbackQueryReq) -> QueryPlan:
         offset=request.offset or 0,
         limit=request.limit,
         projection=projection(fields),
+        query=request.query,
     )
 
 
