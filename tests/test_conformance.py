@@ -207,6 +207,26 @@ class RepeatedTagOnce(InProcessTarget):
         return super().feedback_create_batch(request)
 
 
+class PurgeFirstCopyOnly(InProcessTarget):
+    """Purges only the first row of a repeated id (production removes every copy)."""
+
+    name = "purge-first-copy-only"
+
+    def feedback_purge(self, request: dict[str, Any]) -> Outcome:
+        ids = [
+            item["$eq"][1]["$literal"]
+            for item in request["query"]["$expr"].get("$or", [request["query"]["$expr"]])
+        ]
+        for id_ in ids:
+            rows = [r for r in self.engine.rows(request["project_id"]) if r.id == id_]
+            if rows:
+                store = self.engine._projects[request["project_id"]]
+                with store.lock:
+                    store.remove_ids({id_})
+                    store.update(rows[1:])  # the later copies come back
+        return Outcome(200, {})
+
+
 class StartAlignedStats(InProcessTarget):
     """Aligns stats buckets to ``start`` instead of the Unix epoch (the upstream fake)."""
 
@@ -262,6 +282,16 @@ def test_broken_backends_fail_only_where_they_differ(catalogue: list[CaseFile]) 
     assert "agg.acc.repeated-tag" in failed
     assert all(cid.startswith(("agg.", "create.batch")) for cid in failed), sorted(failed)
     assert not any(cid.startswith("stats.") for cid in failed)
+
+
+def test_differential_catches_a_purge_that_keeps_repeated_ids() -> None:
+    result = run_differential(PurgeFirstCopyOnly(), examples=300, seed=4)
+    assert not result.passed
+    assert result.error is None
+    assert result.case is not None
+    endpoints = [step["endpoint"] for step in result.case["steps"]]
+    assert "purge" in endpoints
+    assert endpoints[-1] in ("aggregate", "stats", "query", "payload_schema", "replace")
 
 
 def test_differential_catches_a_broken_backend() -> None:

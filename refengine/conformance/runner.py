@@ -240,15 +240,16 @@ def compare_workload(backend: Backend, workload: Any) -> tuple[list[Difference],
             return diffs, case
     for query in workload.queries:
         request = substitute(query.request, PLACEHOLDER, project)
+        step: dict[str, Any] = {"endpoint": query.endpoint}
+        if query.at is not None:  # a write at its own instant
+            backend.set_clock(query.at)
+            oracle.set_clock(query.at)
+            step["at"] = query.at
         want = call(oracle, query.endpoint, request)
         got = call(backend, query.endpoint, request)
-        steps.append(
-            {
-                "endpoint": query.endpoint,
-                "request": query.request,
-                "expect": substitute(_oracle_expect(want), project, PLACEHOLDER),
-            }
-        )
+        step["request"] = query.request
+        step["expect"] = substitute(_oracle_expect(want), project, PLACEHOLDER)
+        steps.append(step)
         diffs = check_outcome(_oracle_expect(want), got, query.endpoint, None)
         if diffs:
             return diffs, case

@@ -1,9 +1,12 @@
 """Hypothesis strategies for the differential workload: rows, then queries over them.
 
 A workload is a list of creates (each at its own instant, in a window around a
-daylight-saving change in America/New_York) followed by aggregate and stats requests
-over that window. Strings use the ``{project}`` placeholder like the case files, so a
-failing workload prints as a ready-to-read case.
+daylight-saving change in America/New_York, with ids from a small pool so that
+queries can name them and repeats happen) followed by aggregate, stats, query and
+payload_schema requests over that window, interleaved with purges, replaces and
+more creates (each write at its own instant). Strings use the ``{project}``
+placeholder like the case files, so a failing workload prints as a ready-to-read
+case.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ VERSIONS = ["", "v1", "v2"]
 STATUSES = ["UNSET", "OK", "ERROR"]
 ZONES = ["UTC", "", "America/New_York", "Asia/Kolkata", "Australia/Adelaide", "Europe/London"]
 PATHS = ["output.score", "output.passed", "output.label", "output", "output.0", "output.a b"]
+IDS = [f"fb-{i}" for i in range(6)]
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,11 @@ class Create:
 
 @dataclass(frozen=True)
 class Query:
+    """A step after the setup creates: a read, or a write at its own instant ``at``."""
+
     endpoint: str
     request: dict[str, Any]
+    at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,11 @@ scorer_maps = st.fixed_dictionaries(
 @st.composite
 def create_bodies(draw: st.DrawFn) -> dict[str, Any]:
     kind = draw(st.sampled_from(["runnable", "monitor", "custom"]))
-    body: dict[str, Any] = {"project_id": P, "payload": {"output": draw(outputs)}}
+    body: dict[str, Any] = {
+        "project_id": P,
+        "id": draw(st.sampled_from(IDS)),
+        "payload": {"output": draw(outputs)},
+    }
     if kind == "runnable":
         scorer = draw(st.sampled_from(SCORERS))
         body.update(
@@ -272,14 +283,141 @@ def stats_requests(draw: st.DrawFn) -> dict[str, Any]:
     return req
 
 
-queries = st.one_of(
-    st.builds(Query, st.just("aggregate"), aggregate_requests()),
-    st.builds(Query, st.just("stats"), stats_requests()),
+def _field(name: str) -> dict[str, Any]:
+    return {"$getField": name}
+
+
+def _literal(value: Any) -> dict[str, Any]:
+    return {"$literal": value}
+
+
+def _eq_id(id_: str) -> dict[str, Any]:
+    return {"$eq": [_field("id"), _literal(id_)]}
+
+
+QUERY_FIELDS = [
+    "id",
+    "feedback_type",
+    "payload",
+    "payload.output.score",
+    "payload.output.label",
+    "scorer_ratings._rating_",
+    "scorer_tags",
+    "span_status_code",
+    "created_at",
+]
+comparisons = st.one_of(
+    st.builds(_eq_id, st.sampled_from(IDS)),
+    st.builds(
+        lambda ref: {"$eq": [_field("weave_ref"), _literal(ref)]},
+        st.sampled_from([f"weave:///{P}/call/c1", f"weave:///{P}/agent_turn/t1"]),
+    ),
+    st.builds(
+        lambda op, v: {op: [_field("payload.output.score"), _literal(v)]},
+        st.sampled_from(["$gt", "$lte", "$eq"]),
+        st.sampled_from([0, 0.5, 1, "0.5"]),
+    ),
+    st.builds(
+        lambda tag: {"$contains": {"input": _field("scorer_tags"), "substr": _literal(tag)}},
+        st.sampled_from(TAGS),
+    ),
+    st.builds(
+        lambda v: {"$gte": [_field("scorer_ratings._rating_"), _literal(v)]},
+        st.sampled_from([0.0, 0.5, 1]),
+    ),
+    st.builds(
+        lambda status: {"$eq": [_field("span_status_code"), _literal(status)]},
+        st.sampled_from([*STATUSES, "BOGUS"]),
+    ),
+)
+expressions = st.recursive(
+    comparisons,
+    lambda inner: st.one_of(
+        st.builds(lambda items: {"$and": items}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda items: {"$or": items}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda item: {"$not": [item]}, inner),
+    ),
+    max_leaves=4,
 )
 
 
 @st.composite
-def workloads(draw: st.DrawFn, max_rows: int = 12, max_queries: int = 3) -> Workload:
+def query_requests(draw: st.DrawFn) -> dict[str, Any]:
+    req: dict[str, Any] = {"project_id": P}
+    if draw(st.booleans()):
+        req["query"] = {"$expr": draw(expressions)}
+    if draw(st.booleans()):
+        req["fields"] = draw(st.lists(st.sampled_from(QUERY_FIELDS), min_size=1, unique=True))
+    if draw(st.booleans()):
+        direction = st.sampled_from(["asc", "desc"])
+        req["sort_by"] = draw(
+            st.lists(
+                st.builds(
+                    lambda f, d: {"field": f, "direction": d},
+                    st.sampled_from(["created_at", "payload.output.score", "span_status_code"]),
+                    direction,
+                ),
+                min_size=1,
+                max_size=2,
+            )
+        )
+    if draw(st.booleans()):
+        req["limit"] = draw(st.integers(0, 4))
+    if draw(st.booleans()):
+        req["offset"] = draw(st.integers(0, 3))
+    return req
+
+
+purge_requests = st.builds(
+    lambda ids: {
+        "project_id": P,
+        "query": {"$expr": _eq_id(ids[0]) if len(ids) == 1 else {"$or": [_eq_id(i) for i in ids]}},
+    },
+    st.lists(st.sampled_from(IDS), min_size=1, max_size=3),
+)
+
+
+@st.composite
+def payload_schema_requests(draw: st.DrawFn) -> dict[str, Any]:
+    req: dict[str, Any] = {
+        "project_id": P,
+        "start": _iso(BASE - timedelta(hours=1)),
+        "end": _iso(BASE + timedelta(milliseconds=SPAN_MS + 3_600_000)),
+    }
+    optional: dict[str, Any] = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "feedback_type": st.sampled_from(["custom", "wandb.agent_monitor"]),
+                "trigger_ref": st.sampled_from(
+                    [_ref("object", "mon_1"), _ref("object", "mon_1", "*")]
+                ),
+                "sample_limit": st.integers(1, 3),
+            },
+        )
+    )
+    req.update(optional)
+    return req
+
+
+queries = st.one_of(
+    st.builds(Query, st.just("aggregate"), aggregate_requests()),
+    st.builds(Query, st.just("stats"), stats_requests()),
+    st.builds(Query, st.just("query"), query_requests()),
+    st.builds(Query, st.just("payload_schema"), payload_schema_requests()),
+    st.builds(Query, st.just("purge"), purge_requests),
+    st.builds(
+        lambda moment, body, old: Query("replace", {**body, "feedback_id": old}, _iso(moment)),
+        instants,
+        create_bodies(),
+        st.sampled_from(IDS),
+    ),
+    st.builds(lambda moment, body: Query("create", body, _iso(moment)), instants, create_bodies()),
+)
+
+
+@st.composite
+def workloads(draw: st.DrawFn, max_rows: int = 12, max_queries: int = 4) -> Workload:
     rows = draw(st.lists(st.tuples(instants, create_bodies()), min_size=1, max_size=max_rows))
     creates = [Create(_iso(moment), body) for moment, body in rows]
     return Workload(creates, draw(st.lists(queries, min_size=1, max_size=max_queries)))
