@@ -239,7 +239,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"refengine serving http://{where}:{port} ({'; '.join(notes)})", file=sys.stderr)
     print(
         "  routes: POST /feedback/create, /feedback/batch/create, /feedback/aggregate, "
-        "/feedback/stats; GET /health, /docs",
+        "/feedback/stats, /feedback/query, /feedback/purge, /feedback/replace, "
+        "/feedback/payload_schema; GET /server_info, /health, /docs",
         file=sys.stderr,
     )
     config = uvicorn.Config(
