@@ -186,6 +186,15 @@ def _cases() -> dict[str, Case]:
                 )
             ),
         ),
+        "metrics-100-rows-100k": (
+            "100 metrics (the most) x 3 aggregations, hourly over 31 days, 100,000 rows "
+            "(more metrics than a project keeps columns for: every row parsed)",
+            20.0,
+            lambda e: _load(e, _many_rows(100_000)),
+            lambda e: e.feedback_stats(
+                _stats([{"json_path": f"output.s{i}"} for i in range(100)], 3600, days=31)
+            ),
+        ),
         "values-1m": (
             f"the largest answer admitted: 33 metrics x 3 aggregations x 10,001 buckets, "
             f"{ROWS:,} rows",
@@ -243,6 +252,10 @@ def _cases() -> dict[str, Case]:
             lambda e: e.feedback_stats(_stats([{"json_path": ".".join(["a"] * 63)}], 3600)),
         ),
     }
+
+
+def _many_rows(n: int) -> list[dict[str, Any]]:
+    return [_custom({"output": {f"s{j}": i * 0.25 for j in range(0, 100, 7)}}) for i in range(n)]
 
 
 def _nested_list(depth: int) -> Any:
