@@ -34,6 +34,7 @@ from .errors import format_message
 from .fast import aggregate as fast_aggregate
 from .fast import snapshots
 from .fast import stats as fast_stats
+from .fast.aggregate_index import TooWide
 from .fast.key_index import lookup_key
 from .models import (
     UNKNOWN_FIELD_MODES,
@@ -60,7 +61,7 @@ from .models import (
 from .rows import FeedbackRow, with_id
 from .semantics import aggregate, feedback_query, payload_schema, purge, replace, server_info, stats
 from .semantics.aggregate import AggregatePlan
-from .semantics.create import IdFactory, PreparedCreate, prepare_row, uuid7
+from .semantics.create import IdFactory, PreparedCreate, check_batch_size, prepare_row, uuid7
 from .semantics.feedback_query import QueryPlan
 from .semantics.stats import StatsPlan
 from .store import ProjectStore
@@ -118,11 +119,18 @@ class ReferenceExecutor:
 
 
 class FastExecutor:
-    """The folds of :mod:`refengine.fast` over the store's index snapshots."""
+    """The folds of :mod:`refengine.fast` over the store's index snapshots.
+
+    A project too wide for the aggregate index (too many distinct rating keys or
+    profiles, :mod:`refengine.fast.aggregate_index`) is aggregated by the reference
+    fold over its window, which is linear in the window's rows and keys."""
 
     def aggregate(self, plan: AggregatePlan, store: ProjectStore) -> FeedbackAggregateRes:
         dims = fast_aggregate.partition_dims(plan)
-        snapshot = snapshots.aggregate_snapshot(store, dims, plan.after_ms, plan.before_ms)
+        try:
+            snapshot = snapshots.aggregate_snapshot(store, dims, plan.after_ms, plan.before_ms)
+        except TooWide:
+            return aggregate.fold(plan, store.window(plan.after_ms, plan.before_ms))
         return fast_aggregate.fold(plan, snapshot)
 
     def stats(self, plan: StatsPlan, store: ProjectStore) -> FeedbackStatsRes:
@@ -216,8 +224,10 @@ class Engine:
         self, req: FeedbackCreateBatchReq | Mapping[str, Any]
     ) -> FeedbackCreateBatchRes:
         """Validate every item, then draw ids and store all of them; any failure
-        stores none and draws no id (spec/SEMANTICS.md, "Create / Batches")."""
+        stores none and draws no id (spec/SEMANTICS.md, "Create / Batches"). A
+        batch of more than ``MAX_BATCH_ITEMS`` (10,000) items is refused first."""
         request = coerce_request(FeedbackCreateBatchReq, req, self.unknown_fields)
+        check_batch_size(len(request.batch))
         items: Iterable[FeedbackCreateReq] = request.batch
         if request is not req:
             # The validated batch is ours alone: let each item model go once it is

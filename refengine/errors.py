@@ -70,6 +70,12 @@ TRACE_ID_ON_CONVERSATION = (
 TRACE_ID_CONFLICT = "feedback span_trace_id {given!r} conflicts with turn ref {from_ref!r}"
 EMOJI_NOT_ONE = "Value of emoji key in payload must be exactly one emoji"
 PAYLOAD_TOO_LARGE = "Feedback payload too large"
+BATCH_TOO_LARGE = (  # refengine: Create / Batches
+    "a batch may hold at most {limit:,} items, got {count:,}: send it in several batches"
+)
+PAYLOAD_TOO_DEEP = (  # refengine: Create / 8. Payload processing and the size limit
+    "payload nests objects and arrays more than {limit} levels deep"
+)
 PAYLOAD_NOT_JSON = "payload cannot be stored as JSON: {detail}"  # refengine (in-process only)
 NON_FINITE = (  # refengine
     "{where} contains a non-finite number ({value}); NaN and Infinity are not JSON "
@@ -108,6 +114,17 @@ CATEGORICAL_AGG = (  # refengine
 )
 KEY_CLASH = (  # refengine: production would send two columns under one alias
     "metrics {first!r} and {second!r} both produce the bucket key {key!r}; rename one path"
+)
+TOO_MANY_METRICS = (  # refengine: Stats / Limits
+    "a stats request may ask for at most {limit} metrics, got {count}"
+)
+JSON_PATH_TOO_LONG = (  # refengine: Stats / Limits
+    "json_path may be at most {limit} characters long, got {length} starting {start!r}"
+)
+TOO_MANY_STATS_VALUES = (  # refengine: Stats / Limits
+    "a stats answer may hold at most {limit:,} values, (buckets + 1) * (aggregations and "
+    "percentiles of all metrics); this one would hold ({buckets:,} + 1) * {keys:,} = {count:,}: "
+    "ask for fewer aggregations or a coarser granularity"
 )
 GRANULARITY_TOO_LARGE = (  # refengine: the first bucket would start before year 1
     "granularity {g} is too large: the first bucket would start before 0001-01-01"

@@ -11,12 +11,14 @@ A :class:`FrozenMap` is a :class:`collections.abc.Mapping`: it iterates in the
 order its source had, compares equal to any mapping with the same items (order
 ignored, as for ``dict``), and cannot be changed. A lookup scans the keys,
 ``O(len)``; scorer maps hold a handful of keys, where a scan is as fast as a hash.
+Iterating its items or values walks the two tuples side by side, ``O(len)`` in
+all (the ``Mapping`` mixins would look each key up: quadratic in a large map).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -67,6 +69,14 @@ class FrozenMap(Mapping[str, V]):
     def __len__(self) -> int:
         return len(self._keys)
 
+    def items(self) -> ItemsView[str, V]:
+        """The ``(key, value)`` pairs in order. ``O(1)``; iterating them ``O(len)``."""
+        return _Items(self)
+
+    def values(self) -> ValuesView[V]:
+        """The values in order. ``O(1)``; iterating them ``O(len)``."""
+        return _Values(self)
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, FrozenMap) and other._keys is self._keys:
             return self._values == other._values  # shared keys: the same order
@@ -84,6 +94,22 @@ class FrozenMap(Mapping[str, V]):
 
     def _as_dict(self) -> dict[str, V]:
         return dict(zip(self._keys, self._values, strict=True))
+
+
+class _Items(ItemsView[str, V]):
+    __slots__ = ()
+    _mapping: FrozenMap[V]
+
+    def __iter__(self) -> Iterator[tuple[str, V]]:
+        return zip(self._mapping._keys, self._mapping._values, strict=True)
+
+
+class _Values(ValuesView[V]):
+    __slots__ = ()
+    _mapping: FrozenMap[V]
+
+    def __iter__(self) -> Iterator[V]:
+        return iter(self._mapping._values)
 
 
 @lru_cache(maxsize=4096)

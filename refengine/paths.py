@@ -74,6 +74,12 @@ def _leaves(payloads: Sequence[Payload], keys: tuple[str, ...]) -> list[Any]:
     first, *rest = keys
     nodes: list[Any] = list(map(dict.get, payloads, repeat(first)))
     for key in rest:
+        if not any(nodes):
+            # Every node is None or another falsy value (an empty object among
+            # them), so every one reads None from here: a path longer than the
+            # payloads are deep costs their depth, not its length. ``any`` stops
+            # at the first truthy node, so the check is free while values remain.
+            return [None] * len(nodes)
         nodes = [node.get(key) if type(node) is dict else None for node in nodes]
     return nodes
 

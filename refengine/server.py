@@ -56,7 +56,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 import uvicorn
 from fastapi import Depends, FastAPI, Request
@@ -65,10 +65,11 @@ from fastapi.responses import Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .clock import ManualClock
 from .engine import Engine
@@ -239,10 +240,14 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     return JSONBody({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _on_overflow(request: Request, exc: Exception) -> Response:
+def _out_of_range() -> JSONBody:
     # A date that fits the model but not the calendar once moved to UTC
     # ("9999-12-31T23:59:59-01:00"): raised while validating the body.
     return _unprocessable([{"loc": ("body",), "msg": OUT_OF_RANGE, "type": "value_error"}])
+
+
+async def _on_overflow(request: Request, exc: Exception) -> Response:
+    return _out_of_range()
 
 
 def _not_authenticated(detail: str) -> StarletteHTTPException:
@@ -316,6 +321,78 @@ def resolve_user(
     return default_user
 
 
+# --- the endpoints' work, shared by the FastAPI routes and the direct path ----------
+
+
+def _create(engine: Engine, req: FeedbackCreateReq, user: str) -> FeedbackCreateRes:
+    return engine.feedback_create(req.model_copy(update={"wb_user_id": user}))
+
+
+def _create_batch(engine: Engine, req: FeedbackCreateBatchReq, user: str) -> FeedbackCreateBatchRes:
+    request = FeedbackCreateBatchReq(
+        batch=[item.model_copy(update={"wb_user_id": user}) for item in req.batch]
+    )
+    return engine.feedback_create_batch(request)
+
+
+def _aggregate(engine: Engine, req: FeedbackAggregateReq, user: str) -> FeedbackAggregateRes:
+    return engine.feedback_aggregate(req)
+
+
+def _stats(engine: Engine, req: FeedbackStatsReq, user: str) -> FeedbackStatsRes:
+    return engine.feedback_stats(req)
+
+
+class _Endpoint(NamedTuple):
+    model: type[BaseModel]
+    run: Callable[[Engine, Any, str], BaseModel]
+    inline: bool
+    """Run on the event loop: short whatever the request (one create). The others
+    can take long, and run in the thread pool so they hold up no other request."""
+
+
+_ENDPOINTS: dict[str, _Endpoint] = {
+    "/feedback/create": _Endpoint(FeedbackCreateReq, _create, inline=True),
+    "/feedback/batch/create": _Endpoint(FeedbackCreateBatchReq, _create_batch, inline=False),
+    "/feedback/aggregate": _Endpoint(FeedbackAggregateReq, _aggregate, inline=False),
+    "/feedback/stats": _Endpoint(FeedbackStatsReq, _stats, inline=False),
+}
+
+_HEALTH = render_json({"status": "ok"})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client left
+            return b"".join(chunks)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` with ``body`` (already read from it) delivered again first."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def _json_content_type(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bool(value == b"application/json")
+    return False
+
+
 class _Gate:
     """ASGI middleware in front of every route: credentials first, then the body.
 
@@ -324,6 +401,15 @@ class _Gate:
     before the application runs, so its body is never read or parsed. Every request
     is then validated under the engine's ``unknown_fields`` mode (a context variable:
     FastAPI validates the body models itself).
+
+    The direct path: ``GET /health``, and a ``POST`` to a feedback endpoint whose
+    body is ``application/json`` that the request model accepts, are answered here,
+    without FastAPI's routing and dependency resolution (half or more of the
+    server's own time per request), with the very bytes the routes send: the same
+    model validation, the same engine call and user, the same rendering and error
+    mapping. Anything else — no or another content type, a query string, a body
+    that is not JSON or that the model refuses — goes to FastAPI with its body
+    replayed, so every error response stays FastAPI's own.
     """
 
     def __init__(self, app: ASGIApp, engine: Engine, api_keys: Mapping[str, str | None]):
@@ -347,7 +433,42 @@ class _Gate:
                 await response(scope, receive, send)
                 return
         with unknown_fields(self.engine.unknown_fields):
-            await self.app(scope, receive, send)
+            method, query = scope.get("method"), scope.get("query_string")
+            if method == "GET" and path == "/health" and not query:
+                health = Response(_HEALTH, media_type="application/json")
+                await health(scope, receive, send)
+                return
+            endpoint = _ENDPOINTS.get(path) if method == "POST" and not query else None
+            if endpoint is None or not _json_content_type(scope):
+                await self.app(scope, receive, send)
+                return
+            body = await _read_body(receive)
+            answer = await self._direct(endpoint, scope, body)
+            if answer is None:
+                await self.app(scope, _replay(body, receive), send)
+            else:
+                await answer(scope, receive, send)
+
+    async def _direct(self, endpoint: _Endpoint, scope: Scope, body: bytes) -> Response | None:
+        """The response to a feedback request the model accepts, or None to let
+        FastAPI answer (and word the error)."""
+        try:
+            req = endpoint.model.model_validate(json.loads(body))
+        except Exception:  # not JSON, too deep, not the model: FastAPI's 422
+            return None
+        header = Headers(scope=scope).get("authorization", "")
+        user = resolve_user(parse_basic(header), self.api_keys, self.engine.user_id)
+        engine = self.engine
+
+        def answer() -> JSONBody:
+            try:
+                return _call_engine(lambda: endpoint.run(engine, req, user))
+            except OverflowError:  # as the app's OverflowError handler answers it
+                return _out_of_range()
+
+        if endpoint.inline:
+            return answer()
+        return await run_in_threadpool(answer)
 
 
 OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
@@ -384,11 +505,13 @@ class ClockSet(BaseModel):
 _basic = _LenientBasic(auto_error=False, scheme_name="HTTPBasic")
 
 
-def current_user(
+async def current_user(
     request: Request,
     credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
 ) -> str:
-    """FastAPI dependency: the acting user of ``request`` (or 401)."""
+    """FastAPI dependency: the acting user of ``request`` (or 401). Asynchronous
+    because it never blocks: FastAPI would run a plain function in its thread pool,
+    a thread hop per request."""
     served: Engine = request.app.state.engine
     keys: dict[str, str | None] = request.app.state.api_keys
     return resolve_user(credentials, keys, served.user_id)
@@ -430,10 +553,13 @@ def create_app(
         responses=_VALIDATION_RESPONSES,
         operation_id="feedback_create_feedback_create_post",
     )
-    def feedback_create(req: FeedbackCreateReq, user: User) -> Response:
+    async def feedback_create(req: FeedbackCreateReq, user: User) -> Response:
         """Add feedback to a call or object."""
-        request = req.model_copy(update={"wb_user_id": user})
-        return _call_engine(lambda: served.feedback_create(request))
+        # On the event loop, not in the thread pool: one create is short (its
+        # payload is at most 1 MiB, and the engine lock is held only to store one
+        # row), so the thread hop would cost more than it spares the other
+        # requests. Batches and queries, which can take longer, stay in the pool.
+        return _call_engine(lambda: _create(served, req, user))
 
     @app.post(
         "/feedback/batch/create",
@@ -445,10 +571,7 @@ def create_app(
     )
     def feedback_batch_create(req: FeedbackCreateBatchReq, user: User) -> Response:
         """Add several feedback rows: every item is written, or none."""
-        request = FeedbackCreateBatchReq(
-            batch=[item.model_copy(update={"wb_user_id": user}) for item in req.batch]
-        )
-        return _call_engine(lambda: served.feedback_create_batch(request))
+        return _call_engine(lambda: _create_batch(served, req, user))
 
     @app.post(
         "/feedback/aggregate",
@@ -460,7 +583,7 @@ def create_app(
     )
     def feedback_aggregate(req: FeedbackAggregateReq, user: User) -> Response:
         """Aggregate typed scorer feedback (tags, ratings) over time buckets."""
-        return _call_engine(lambda: served.feedback_aggregate(req))
+        return _call_engine(lambda: _aggregate(served, req, user))
 
     @app.post(
         "/feedback/stats",
@@ -472,7 +595,7 @@ def create_app(
     )
     def feedback_stats(req: FeedbackStatsReq, user: User) -> Response:
         """Return aggregated feedback statistics over time buckets."""
-        return _call_engine(lambda: served.feedback_stats(req))
+        return _call_engine(lambda: _stats(served, req, user))
 
     # --- the rest of the feedback family (SEMANTICS "Query" ... "Server info") ------
 
@@ -537,7 +660,7 @@ def create_app(
         return _call_engine(served.server_info)
 
     @app.get("/health", tags=["Service"], summary="Health")
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         """Liveness check: ``{"status": "ok"}``."""
         return {"status": "ok"}
 

@@ -284,14 +284,32 @@ def test_broken_backends_fail_only_where_they_differ(catalogue: list[CaseFile]) 
     assert not any(cid.startswith("stats.") for cid in failed)
 
 
-def test_differential_catches_a_purge_that_keeps_repeated_ids() -> None:
-    result = run_differential(PurgeFirstCopyOnly(), examples=300, seed=4)
-    assert not result.passed
-    assert result.error is None
-    assert result.case is not None
-    endpoints = [step["endpoint"] for step in result.case["steps"]]
-    assert "purge" in endpoints
-    assert endpoints[-1] in ("aggregate", "stats", "query", "payload_schema", "replace")
+def test_the_differential_workload_interleaves_every_endpoint() -> None:
+    from hypothesis import find
+
+    from refengine.conformance.workload import queries
+
+    for endpoint in ("query", "payload_schema", "purge", "replace", "create"):
+        step = find(queries, lambda q, e=endpoint: q.endpoint == e)
+        # A write carries its own instant; a read runs at the last one.
+        assert (step.at is not None) == (endpoint in ("replace", "create"))
+
+
+def test_the_differential_compares_after_a_purge() -> None:
+    from refengine.conformance.workload import Create, Query, Workload
+
+    body = {"project_id": "{project}", "id": "fb-0", "weave_ref": "weave:///{project}/call/c1",
+            "feedback_type": "custom", "payload": {"output": {"score": 1}}}  # fmt: skip
+    purge = {"project_id": "{project}",
+             "query": {"$expr": {"$eq": [{"$getField": "id"}, {"$literal": "fb-0"}]}}}  # fmt: skip
+    workload = Workload(
+        [Create("2024-03-10T03:00:00Z", body), Create("2024-03-10T03:00:01Z", body)],
+        [Query("purge", purge), Query("query", {"project_id": "{project}", "fields": ["id"]})],
+    )
+    diffs, case = runner.compare_workload(PurgeFirstCopyOnly(), workload)
+    assert any(d.path.startswith("$.total_count") for d in diffs), [d.render() for d in diffs]
+    assert case["steps"][-1]["endpoint"] == "query"
+    assert runner.compare_workload(InProcessTarget(executor="fast"), workload)[0] == []
 
 
 def test_differential_catches_a_broken_backend() -> None:

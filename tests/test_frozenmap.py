@@ -65,3 +65,22 @@ def test_copies_and_pickles_to_an_equal_map() -> None:
     for clone in (pickle.loads(pickle.dumps(m)), copy.copy(m), copy.deepcopy(m)):
         assert type(clone) is FrozenMap and clone == m and list(clone) == ["a", "b"]
     assert repr(m) == "FrozenMap({'a': 1.0, 'b': -0.0})"
+
+
+def test_items_and_values_come_in_order_and_behave_as_views() -> None:
+    m = FrozenMap({"b": 2.0, "a": 1.0})
+    assert list(m.items()) == [("b", 2.0), ("a", 1.0)] and list(m.values()) == [2.0, 1.0]
+    assert ("a", 1.0) in m.items() and ("a", 2.0) not in m.items() and 2.0 in m.values()
+    assert len(m.items()) == len(m.values()) == 2
+    assert m.items() == {"a": 1.0, "b": 2.0}.items()
+    assert list(EMPTY.items()) == [] and list(EMPTY.values()) == []
+
+
+def test_items_of_a_large_map_do_not_look_each_key_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = FrozenMap({f"k{i}": float(i) for i in range(1000)})
+
+    def no_lookups(self: FrozenMap[float], key: str) -> float:
+        raise AssertionError("items() looked a key up")
+
+    monkeypatch.setattr(FrozenMap, "__getitem__", no_lookups)
+    assert sum(value for _, value in m.items()) == sum(m.values()) == 499_500.0

@@ -160,3 +160,17 @@ def test_reader_remembers_its_path() -> None:
     assert NUMERIC.path == "output.score"
     assert NUMERIC.keys == ("output", "score")
     assert NUMERIC.value_type == "numeric"
+
+
+def test_a_path_longer_than_the_payloads_are_deep_reads_no_value() -> None:
+    reader = compile_path(".".join(["a"] * 200), "numeric")
+    assert reader.column is not None
+    shallow: list[dict[str, Any]] = [{"a": {"a": {}}}, {"a": 0}, {"a": ""}, {}, {"a": {"a": []}}]
+    column = reader.column(shallow)
+    assert len(column) == 5 and all(map(math.isnan, column))
+    deep: Any = 2.5
+    for _ in range(200):
+        deep = {"a": deep}
+    # one payload deep enough among shallow ones: the walk goes on for it
+    assert found(reader.column([*shallow, deep, {}])) == [2.5]
+    assert [reader.one(p) for p in (deep, *shallow)] == [2.5, None, None, None, None, None]

@@ -25,6 +25,16 @@ happens under the engine lock, the columns are built outside it, in steps of
   millisecond, marks the index stale from that millisecond; the next query drops
   every indexed row at or after it and re-adds them — ``O(rows after that point)``.
 
+The index is kept only for a *narrow* project: at most :data:`MAX_RATING_KEYS`
+distinct rating keys and :data:`MAX_PROFILES` distinct profiles. The columns are
+dense (one entry per row per rating key) and a partitioning step costs its rows
+times the groups in it, so a project past either bound (a row with thousands of
+rating keys, or a new key or scorer on every row) would make them quadratic in
+memory and time. Such a project drops its index for good (rows are never removed,
+so it never narrows again): :meth:`AggregateIndex.catch_up` raises
+:class:`TooWide`, and the fast executor answers it with the reference fold, linear
+in the window.
+
 At most :data:`MAX_PARTITIONINGS` ``group_by`` sets are kept (least recently used
 are dropped and rebuilt on demand). Memory: 24 bytes per row plus 8 per row per
 rating key for the master columns, and about as much again for each partitioning
@@ -33,7 +43,7 @@ kept (a partition holds columns only for the keys its own rows carry).
 
 from __future__ import annotations
 
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from sortedcontainers import SortedKeyList
@@ -50,7 +60,20 @@ BUILD_CHUNK = 8192
 passes that hold Python's global interpreter lock throughout; in steps this size
 a thread creating rows meanwhile waits about a millisecond, not the whole build."""
 
+MAX_RATING_KEYS = 256
+"""Distinct rating keys a project may have and keep its index (8 bytes per row each)."""
+
+MAX_PROFILES = 1024
+"""Distinct profiles a project may have and keep its index."""
+
 GroupKey = tuple[str, ...]
+
+_ratings_of = attrgetter("scorer_ratings")
+
+
+class TooWide(Exception):
+    """The project has outgrown the index (see the module docstring); answer its
+    queries from the rows."""
 
 
 class Partitioning:
@@ -104,7 +127,7 @@ class AggregateIndex:
     (and :meth:`pending` under the engine lock as well).
     """
 
-    __slots__ = ("_partitionings", "master", "profiles", "signatures", "stale_from")
+    __slots__ = ("_partitionings", "master", "profiles", "signatures", "stale_from", "wide")
 
     def __init__(self) -> None:
         # The earliest created_at_ms of a row inserted before the end since the
@@ -114,6 +137,7 @@ class AggregateIndex:
         self.signatures: Codebook[Signature] = new_signatures()
         self.master = Columns()
         self._partitionings: dict[tuple[str, ...], Partitioning] = {}  # see refengine.fast.lru
+        self.wide = False  # past MAX_RATING_KEYS or MAX_PROFILES: nothing is kept
 
     def invalidate_from(self, from_ms: int) -> None:
         """Note that the rows from ``from_ms`` on changed: a row was inserted before
@@ -139,14 +163,35 @@ class AggregateIndex:
         """Apply what :meth:`pending` returned: drop the rows at or after ``from_ms``,
         then append ``new_rows``. Reads no store row, so it runs outside the store's
         lock. Runtime complexity: ``O(dropped + m (1 + r))`` for ``m`` new rows with
-        ``r`` rating keys."""
+        ``r`` rating keys.
+
+        Raises :class:`TooWide`, and keeps nothing from then on, once the project
+        has more than :data:`MAX_RATING_KEYS` rating keys or :data:`MAX_PROFILES`
+        profiles: each chunk's keys are counted (``O(entries)``) before its columns
+        are built, so a wide chunk costs no more than reading it."""
+        if self.wide:
+            raise TooWide
         master = self.master
         if from_ms is not None:
             master.truncate(from_ms)
             for partitioning in self._partitionings.values():
                 partitioning.truncate(from_ms, len(master))
         for lo in range(0, len(new_rows), BUILD_CHUNK):
-            master.extend_rows(new_rows[lo : lo + BUILD_CHUNK], self.profiles, self.signatures)
+            chunk = new_rows[lo : lo + BUILD_CHUNK]
+            keys = set(master.ratings).union(*map(_ratings_of, chunk))
+            if len(keys) > MAX_RATING_KEYS:
+                self._give_up()
+            master.extend_rows(chunk, self.profiles, self.signatures)
+            if len(self.profiles) > MAX_PROFILES:
+                self._give_up()
+
+    def _give_up(self) -> None:
+        self.wide = True
+        self.master = Columns()
+        self.profiles = Codebook()
+        self.signatures = new_signatures()
+        self._partitionings.clear()
+        raise TooWide
 
     def partitions(self, dims: tuple[str, ...]) -> dict[GroupKey, Columns]:
         """The partitions of the master for the ``group_by`` set ``dims`` (in
@@ -166,8 +211,13 @@ class AggregateIndex:
 
         Checks whatever is indexed: the master columns against the store rows they
         mirror, and every partitioning against the master rows it covers. Does not
-        bring the index up to date (a check must not change what it checks).
+        bring the index up to date (a check must not change what it checks). A wide
+        index keeps nothing to check.
         """
+        if self.wide:
+            if len(self.master) or self._partitionings:
+                raise AssertionError("a wide aggregate index keeps columns")
+            return
         master = self.master
         master.check(self.signatures)
         mirrored = list(rows.islice(0, len(master)))
@@ -210,4 +260,12 @@ def _assert_same_rows(actual: Columns, expected: Columns, index: AggregateIndex,
         raise AssertionError(f"{name} columns differ from the store at row {first}")
 
 
-__all__ = ["MAX_PARTITIONINGS", "AggregateIndex", "GroupKey", "Partitioning"]
+__all__ = [
+    "MAX_PARTITIONINGS",
+    "MAX_PROFILES",
+    "MAX_RATING_KEYS",
+    "AggregateIndex",
+    "GroupKey",
+    "Partitioning",
+    "TooWide",
+]

@@ -101,6 +101,8 @@ def aggregate_snapshot(
     Runtime complexity: ``O(g log n + k)`` for ``g`` groups and ``k`` window rows,
     plus bringing the index up to date (:mod:`refengine.fast.aggregate_index`), of
     which only the ``O(m)`` copy of the ``m`` rows it lacks holds the engine lock.
+    Raises :class:`refengine.fast.aggregate_index.TooWide` for a project too wide
+    to index (its queries read the rows instead).
     """
     guarded = guarded_aggregate_index(store)
     index = guarded.index

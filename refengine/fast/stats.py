@@ -26,6 +26,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from fractions import Fraction
+from functools import lru_cache
 from itertools import chain, compress
 from operator import and_, attrgetter
 from typing import Any, NamedTuple
@@ -213,6 +214,14 @@ def _fold(
     return counts, values
 
 
+@lru_cache(maxsize=4096)
+def bucket_key(name: str, slug: str) -> str:
+    """``{name}_{slug}``, one string object per key however many buckets hold it:
+    with up to a million values in an answer and slugs of up to 256 characters, a
+    fresh string per bucket would be most of the answer's memory."""
+    return f"{name}_{slug}"
+
+
 def _bucket_aggregates(
     out: dict[str, Any],
     plan: MetricPlan,
@@ -223,14 +232,14 @@ def _bucket_aggregates(
     slug = plan.slug
     if plan.spec.value_type == "categorical":
         for agg in plan.aggregations:  # only 'count' passes the checks
-            out[f"{agg}_{slug}"] = n_rows
+            out[bucket_key(agg, slug)] = n_rows
         return
     vals = found or []
     n = len(vals)
     total: float | None = None
     exact: Fraction | None = None
     for agg in plan.aggregations:
-        key = f"{agg}_{slug}"
+        key = bucket_key(agg, slug)
         if agg == "count":
             out[key] = n
         elif agg == "count_true":
@@ -250,7 +259,7 @@ def _bucket_aggregates(
             out[key] = high = vals[-1] if plan.percentiles else max(vals)
             seen[1].append(high)
     for name, level in plan.percentiles:
-        out[f"{name}_{slug}"] = interpolate(vals, level) if n else None
+        out[bucket_key(name, slug)] = interpolate(vals, level) if n else None
 
 
 def _window_aggregates(

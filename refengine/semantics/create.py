@@ -38,6 +38,10 @@ from ..refs import ParsedRef, is_call_ref, parse_agent_ref, parse_ref
 from ..rows import STATUS_CODES, FeedbackRow, build_row, datetime_to_us, payload_text
 
 MAX_PAYLOAD_CHARS = 1 << 20  # 1 MiB of json.dumps output
+MAX_BATCH_ITEMS = 10_000
+"""Create / Batches: items per batch."""
+MAX_PAYLOAD_DEPTH = 64
+"""Create / 8: how deep objects and arrays may nest in a payload (the payload is 1)."""
 SCORER_TYPES_PREFIX = "wandb.runnable"
 AGENT_MONITOR = "wandb.agent_monitor"
 AGENT_USER_FEEDBACK = "wandb.agent_user_feedback"
@@ -123,6 +127,17 @@ def uuid7(ms: int | None = None) -> str:
 _UUID7_MAX_MS = (1 << 48) - 1
 _UUID7_SET = 0x7 << 76 | 0x2 << 62  # version 7; the RFC 4122 variant (binary 10)
 _UUID7_KEEP = (1 << 128) - 1 & ~(0xF << 76) & ~(0x3 << 62)  # every other bit
+
+
+def check_batch_size(count: int) -> None:
+    """Create / Batches: a batch holds at most :data:`MAX_BATCH_ITEMS` items, checked
+    before any item, so a larger one is refused whatever its items. Its rows are
+    stored under the engine lock in one step (all or nothing), and the limit keeps
+    that step short for the other projects' writes. ``O(1)``."""
+    if count > MAX_BATCH_ITEMS:
+        raise InvalidRequest(
+            format_message(errors.BATCH_TOO_LARGE, limit=MAX_BATCH_ITEMS, count=count)
+        )
 
 
 def prepare_row(
@@ -424,15 +439,46 @@ def _find_non_finite(payload: dict[str, Any]) -> tuple[str, float] | None:
     return None
 
 
+def too_deep() -> str:
+    """The message of a payload nested past :data:`MAX_PAYLOAD_DEPTH`."""
+    return format_message(errors.PAYLOAD_TOO_DEEP, limit=MAX_PAYLOAD_DEPTH)
+
+
+def check_depth(payload: dict[str, Any], text: str) -> None:
+    """Create / 8. Payload processing and the size limit: objects and arrays nest
+    at most :data:`MAX_PAYLOAD_DEPTH` deep (the payload object is depth 1), so
+    every interpreter, encoder and parser refengine runs on reads the stored text
+    back the same way. ``text`` is the payload's JSON: a payload nests no deeper
+    than the opening brackets its text holds, so only one with more of them is
+    walked (iteratively, ``O(size)``)."""
+    if text.count("{") + text.count("[") <= MAX_PAYLOAD_DEPTH:
+        return
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_PAYLOAD_DEPTH:
+            raise InvalidRequest(too_deep())
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values() if _container(child))
+        elif isinstance(node, (list, tuple)):
+            stack.extend((child, depth + 1) for child in node if _container(child))
+
+
+def _container(value: Any) -> bool:
+    return isinstance(value, (dict, list, tuple))
+
+
 def _checked_payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> str:
     """Create / 8. Payload processing and the size limit: the checks, then the
     payload text the row stores.
 
     The checks, in order: the payload serialises as JSON (no NaN, Infinity or
-    foreign type), the scorer maps are finite, and the ``json.dumps`` text fits the
-    1 MiB limit. ``O(size of the payload)``: one serialisation (refusing NaN and
-    Infinity changes nothing in a finite payload's text); only a failing payload is
-    walked, to name the offending path.
+    foreign type), it nests at most :data:`MAX_PAYLOAD_DEPTH` deep, the scorer maps
+    are finite, and the ``json.dumps`` text fits the 1 MiB limit.
+    ``O(size of the payload)``: one serialisation (refusing NaN and Infinity
+    changes nothing in a finite payload's text); only a failing payload is walked,
+    to name the offending path, and only a payload whose text holds more than
+    :data:`MAX_PAYLOAD_DEPTH` opening brackets is walked for its depth.
     """
     try:
         text = payload_text(payload)
@@ -443,8 +489,13 @@ def _checked_payload_text(payload: dict[str, Any], req: FeedbackCreateReq) -> st
         raise InvalidRequest(
             format_message(errors.NON_FINITE, where="payload" + found[0], value=found[1])
         ) from None
-    except (TypeError, RecursionError) as exc:
+    except RecursionError:
+        # Nested past what the encoder's recursion allows (about 1,000 levels on
+        # Python 3.11; 3.13 writes far deeper), so past the limit as well.
+        raise InvalidRequest(too_deep()) from None
+    except TypeError as exc:
         raise InvalidRequest(format_message(errors.PAYLOAD_NOT_JSON, detail=exc)) from None
+    check_depth(payload, text)
     _reject_non_finite_ratings(req)
     if len(text) > MAX_PAYLOAD_CHARS:
         raise InvalidRequest(errors.PAYLOAD_TOO_LARGE)

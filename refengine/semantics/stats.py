@@ -37,6 +37,13 @@ from .stats_time import (
 
 JSON_PATH_RE = re.compile(r"[a-zA-Z0-9_. ]+")
 
+MAX_METRICS = 100
+"""Stats / Limits: metrics per request."""
+MAX_JSON_PATH_CHARS = 256
+"""Stats / Limits: characters per ``json_path``."""
+MAX_VALUES = 1_000_000
+"""Stats / Limits: values per answer, ``(buckets + 1) × keys per bucket``."""
+
 
 class MetricPlan(NamedTuple):
     """One requested metric, checked and compiled."""
@@ -68,8 +75,9 @@ def check_request(req: FeedbackStatsReq) -> tuple[ZoneInfo, list[MetricPlan]]:
     InvalidRequest.
 
     Production's own per metric (path empty, path characters, percentile range),
-    then refengine's: time zone, negative granularity, duplicate slug,
-    categorical aggregations, clashing bucket keys.
+    then refengine's: time zone, negative granularity, the limits
+    (:func:`check_limits`), duplicate slug, categorical aggregations, clashing
+    bucket keys.
     """
     for metric in req.metrics:
         path = metric.json_path
@@ -83,6 +91,7 @@ def check_request(req: FeedbackStatsReq) -> tuple[ZoneInfo, list[MetricPlan]]:
     zone = zone_of(req.timezone)
     if req.granularity is not None and req.granularity < 0:
         raise InvalidRequest(format_message(errors.NEGATIVE_GRANULARITY, g=req.granularity))
+    check_limits(req)
     by_slug: dict[str, str] = {}
     for metric in req.metrics:
         slug = slug_of(metric.json_path)
@@ -118,6 +127,55 @@ def check_request(req: FeedbackStatsReq) -> tuple[ZoneInfo, list[MetricPlan]]:
                 )
             owner[key] = compiled.spec.json_path
     return zone, metrics
+
+
+def check_limits(req: FeedbackStatsReq) -> None:
+    """Stats / Limits, in order: at most :data:`MAX_METRICS` metrics, each
+    ``json_path`` at most :data:`MAX_JSON_PATH_CHARS` characters, and at most
+    :data:`MAX_VALUES` values in the answer — ``(buckets + 1) × keys``, with every
+    aggregation and percentile of every metric a key, repeats counted (the ``+ 1``
+    is ``window_stats``). Raises InvalidRequest naming the limit.
+
+    Bounds what a valid request can cost before anything is built for it: the
+    work of a stats query grows with rows × metrics × path length and its answer
+    with buckets × keys. ``req.end`` is resolved. Runtime complexity:
+    ``O(metrics)``.
+    """
+    metrics = req.metrics
+    if len(metrics) > MAX_METRICS:
+        raise InvalidRequest(
+            format_message(errors.TOO_MANY_METRICS, limit=MAX_METRICS, count=len(metrics))
+        )
+    for metric in metrics:
+        path = metric.json_path
+        if len(path) > MAX_JSON_PATH_CHARS:
+            raise InvalidRequest(
+                format_message(
+                    errors.JSON_PATH_TOO_LONG,
+                    limit=MAX_JSON_PATH_CHARS,
+                    length=len(path),
+                    start=path[:40],
+                )
+            )
+    end = req.end
+    if end is None:  # resolve_end sets it before any check runs
+        raise ValueError("end is unresolved")
+    g = resolve_granularity(req.granularity, end - req.start)
+    n_buckets = len(
+        bucket_starts(datetime_to_us(req.start) // 1_000_000, datetime_to_us(end) // 1_000_000, g)
+    )
+    keys = sum(len(m.aggregations) + len(m.percentiles) for m in metrics)
+    count = (n_buckets + 1) * keys
+    if count > MAX_VALUES:
+        raise InvalidRequest(
+            format_message(
+                errors.TOO_MANY_STATS_VALUES,
+                limit=MAX_VALUES,
+                buckets=n_buckets,
+                keys=keys,
+                count=count,
+            )
+        )
 
 
 def metric_plan(metric: FeedbackMetricSpec) -> MetricPlan:
@@ -382,6 +440,7 @@ __all__ = [
     "StatsPlan",
     "aggregate",
     "bucket_keys",
+    "check_limits",
     "check_request",
     "fold",
     "percentile_level",

@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given
 
 from refengine import Engine
-from refengine.fast.aggregate_index import MAX_PARTITIONINGS
+from refengine.fast.aggregate_index import (
+    MAX_PARTITIONINGS,
+    MAX_PROFILES,
+    MAX_RATING_KEYS,
+    TooWide,
+)
 from refengine.fast.snapshots import aggregate_snapshot, guarded_aggregate_index
 from refengine.rows import FeedbackRow
 from refengine.store import ProjectStore
@@ -87,3 +92,58 @@ def agrees_with_the_reference(engine: Engine, req: dict[str, Any]) -> None:
 @given(interleaved_steps(aggregate_requests(PROJECT)))
 def test_queries_between_writes_agree_with_a_full_scan(plan: list[tuple[Any, ...]]) -> None:
     replay(plan, agrees_with_the_reference)
+
+
+# --- a project too wide to index ------------------------------------------------------
+
+
+def test_a_row_with_more_rating_keys_than_the_index_keeps_gives_it_up() -> None:
+    store = ProjectStore("e/p")
+    store.update([scorer_row(1, "a")])
+    assert window_ms(store) == {("a",): [1]}
+    wide = {f"k{i}": 1.0 for i in range(MAX_RATING_KEYS)}  # with _rating_: one too many
+    store.add(stored_scorer_row(2, "a", ratings=wide))
+    with pytest.raises(TooWide):
+        window_ms(store)
+    index = guarded_aggregate_index(store).index
+    assert index.wide and len(index.master) == 0
+    store.add(scorer_row(3, "a"))
+    with pytest.raises(TooWide):  # for good: the project never narrows again
+        window_ms(store)
+    store.check_invariants()
+
+
+def test_rating_keys_spread_over_rows_count_as_much_as_keys_in_one_row() -> None:
+    store = ProjectStore("e/p")
+    rows = [stored_scorer_row(i, "a", ratings={f"k{i}": 1.0}) for i in range(MAX_RATING_KEYS)]
+    store.update(rows)
+    assert len(window_ms(store)[("a",)]) == MAX_RATING_KEYS  # at the bound: kept
+    store.add(stored_scorer_row(10**5, "a", ratings={"one-more": 1.0}))
+    with pytest.raises(TooWide):
+        window_ms(store)
+
+
+def test_more_profiles_than_the_index_keeps_gives_it_up() -> None:
+    store = ProjectStore("e/p")
+    store.update([scorer_row(i, f"s{i}") for i in range(MAX_PROFILES)])
+    assert len(window_ms(store)) == MAX_PROFILES
+    store.add(scorer_row(10**5, "one-more"))
+    with pytest.raises(TooWide):
+        window_ms(store)
+
+
+@pytest.mark.parametrize("executor", ["fast", "reference"])
+def test_a_wide_project_is_answered_from_its_rows_as_the_reference_does(executor: str) -> None:
+    engine = Engine(executor=executor)
+    rows = [
+        stored_scorer_row(i, f"s{i % 3}", tags=(f"t{i % 5}",), ratings={f"k{i}": i / 4})
+        for i in range(MAX_RATING_KEYS + 50)
+    ]
+    engine.insert_rows(rows)
+    for req in (
+        {"project_id": "e/p", "after_ms": 0, "before_ms": 10**6},
+        {"project_id": "e/p", "after_ms": 0, "before_ms": 10**6, "group_by": ["scorer_id"]},
+        {"project_id": "e/p", "after_ms": 10, "before_ms": 200, "tags": ["t1"]},
+    ):
+        agrees_with_the_reference(engine, req)
+    engine.check_invariants()

@@ -583,13 +583,55 @@ def test_unserialisable_payload_rejected_in_process(engine: Engine) -> None:
     assert len(engine) == 0
 
 
-def test_deeply_nested_payload_does_not_crash(engine: Engine) -> None:
-    deep: Any = 1.0
-    for _ in range(5000):
-        deep = [deep]
-    with pytest.raises(InvalidRequest):
-        engine.feedback_create(req(payload={"deep": deep}))
-    assert len(engine) == 0
+TOO_DEEP = "payload nests objects and arrays more than 64 levels deep"
+
+
+def nested(depth: int, leaf: Any = 1.0, kind: str = "list") -> dict[str, Any]:
+    """A payload nesting ``depth`` deep, the payload object itself level 1."""
+    for _ in range(depth - 1):
+        leaf = [leaf] if kind == "list" else {"a": leaf} if kind == "dict" else (leaf,)
+    return {"deep": leaf}
+
+
+@pytest.mark.parametrize("depth", [65, 1000, 5000])
+def test_deeply_nested_payload_is_refused_on_every_interpreter(engine: Engine, depth: int) -> None:
+    # 5,000 levels: Python 3.11's encoder gives up (RecursionError), 3.13's writes it;
+    # both are refused the same way.
+    rejects(engine, req(payload=nested(depth)), TOO_DEEP)
+
+
+@pytest.mark.parametrize("kind", ["list", "dict", "tuple"])
+def test_payload_at_the_depth_limit_is_stored(engine: Engine, kind: str) -> None:
+    engine.feedback_create(req(payload=nested(64, kind=kind)))
+    rejects_after = Engine(clock=ManualClock(NOW))
+    rejects(rejects_after, req(payload=nested(65, kind=kind)), TOO_DEEP)
+    assert len(engine) == 1
+
+
+def test_brackets_inside_strings_do_not_count_as_depth(engine: Engine) -> None:
+    res = engine.feedback_create(req(payload={"text": "[{" * 500, "deep": nested(60)}))
+    assert res.payload["text"] == "[{" * 500
+
+
+def test_depth_is_checked_after_serialisation_before_the_scorer_maps(engine: Engine) -> None:
+    # A payload json.dumps cannot write is named first; a too-deep one before a
+    # non-finite rating.
+    rejects(
+        engine,
+        req(payload={"when": datetime(2024, 1, 1), "deep": nested(70)}),
+        "payload cannot be stored as JSON: Object of type datetime is not JSON serializable",
+    )
+    rejects(
+        engine,
+        req(
+            feedback_type="wandb.runnable.s",
+            runnable_ref=OP.format("s"),
+            call_ref=CALL,
+            payload={"output": nested(70)},
+            scorer_ratings={"x": float("nan")},
+        ),
+        TOO_DEEP,
+    )
 
 
 # --- step 9: the status enum; batches ------------------------------------------------------
@@ -639,3 +681,20 @@ def test_payload_that_contains_itself_is_rejected_not_looped_on(engine: Engine) 
     with pytest.raises(InvalidRequest, match=r"^payload\.a contains a non-finite number"):
         engine.feedback_create(req(payload=payload))
     assert len(engine) == 0
+
+
+def test_a_batch_at_the_limit_is_stored_and_one_more_item_is_refused(engine: Engine) -> None:
+    big = Engine(clock=ManualClock(NOW))
+    assert len(big.feedback_create_batch({"batch": [req()] * 10_000}).res) == 10_000
+    with pytest.raises(InvalidRequest) as info:
+        engine.feedback_create_batch({"batch": [req()] * 10_001})
+    assert info.value.reason == (
+        "a batch may hold at most 10,000 items, got 10,001: send it in several batches"
+    )
+    assert len(engine) == 0
+
+
+def test_the_batch_limit_is_checked_before_any_item(engine: Engine) -> None:
+    items = [req(span_status_code="BAD")] * 10_001  # each item would fail on its own
+    with pytest.raises(InvalidRequest, match=r"^a batch may hold at most"):
+        engine.feedback_create_batch({"batch": items})

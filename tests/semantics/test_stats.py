@@ -903,3 +903,54 @@ def test_exactly_31_days_and_equal_bounds_are_allowed() -> None:
     assert len(res.buckets) == 32  # aligned to UTC midnight: the first bucket starts at 00:00
     res = stats(engine, start="2024-03-10T10:00:00Z", end="2024-03-10T10:00:00Z")
     assert res.buckets == []
+
+
+# --- limits ------------------------------------------------------------------------------
+
+
+def limit_reason(**req: Any) -> str:
+    engine = make_engine(("2024-03-10T10:00:00Z", score(1)))
+    with pytest.raises(InvalidRequest) as info:
+        stats(engine, start="2024-03-10T10:00:00Z", **req)
+    return info.value.reason
+
+
+def test_at_most_100_metrics() -> None:
+    engine = make_engine(("2024-03-10T10:00:00Z", score(1)))
+    res = stats(
+        engine, start="2024-03-10T10:00:00Z", metrics=[{"json_path": f"m{i}"} for i in range(100)]
+    )
+    assert len(res.window_stats) == 100
+    assert limit_reason(metrics=[{"json_path": f"m{i}"} for i in range(101)]) == (
+        "a stats request may ask for at most 100 metrics, got 101"
+    )
+
+
+def test_json_path_at_most_256_characters() -> None:
+    path = ".".join(["output"] * 20_001)  # 140,006 characters
+    assert limit_reason(metrics=[{"json_path": path}]) == (
+        "json_path may be at most 256 characters long, got 140006 starting "
+        "'output.output.output.output.output.outpu'"
+    )
+
+
+def test_answer_values_count_buckets_plus_one_times_every_key_repeats_included() -> None:
+    # 1 hour at 36 s: 100 buckets (+ 1 for window_stats) x 9,901 keys = 1,000,001
+    metric = {"json_path": "x", "aggregations": ["sum"], "percentiles": [50.0] * 9_900}
+    req = {"end": "2024-03-10T11:00:00Z", "granularity": 36}
+    reason = limit_reason(metrics=[metric], **req)
+    assert reason.endswith(
+        "this one would hold (100 + 1) * 9,901 = 1,000,001: ask for fewer "
+        "aggregations or a coarser granularity"
+    )
+    engine = make_engine(("2024-03-10T10:00:00Z", score(1)))
+    at_limit = {**metric, "percentiles": [50.0] * 9_899}  # (100 + 1) x 9,900 = 999,900
+    res = stats(engine, start="2024-03-10T10:00:00Z", metrics=[at_limit], **req)
+    assert len(res.buckets) == 100
+
+
+def test_production_checks_come_before_the_limits_and_the_limits_before_slugs() -> None:
+    many = [{"json_path": f"m{i}"} for i in range(101)]
+    assert limit_reason(metrics=[*many, {"json_path": "bad-char"}]).startswith("json_path may only")
+    assert limit_reason(metrics=many, granularity=-1).startswith("granularity must be >= 0")
+    assert limit_reason(metrics=[*many, {"json_path": "m0"}]).startswith("a stats request may")
