@@ -438,3 +438,17 @@ def replay(plan: list[tuple[Any, ...]], check: Callable[[Engine, dict[str, Any]]
         else:
             check(engine, step[1])
     engine.check_invariants()
+
+
+# --- fast aggregate internals ---------------------------------------------------------
+
+signature_columns = st.lists(
+    st.tuples(
+        st.lists(st.sampled_from(TAGS), max_size=3).map(tuple),  # repeats allowed
+        st.lists(st.sampled_from(RATING_KEYS), max_size=3, unique=True).map(tuple),
+    ),
+    min_size=1,
+    max_size=80,
+)
+"""A column of rows' ``(scorer_tags, rating keys)`` pairs, long enough for cells on
+both sides of ``refengine.fast.aggregate.DIRECT_SUM_ROWS``."""

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refengine.frozenmap import EMPTY, FrozenMap
+from refengine.frozenmap import EMPTY, FrozenMap, items_of
 
 maps = st.dictionaries(st.text(max_size=5), st.floats(allow_nan=False), max_size=6)
 
@@ -65,3 +65,13 @@ def test_copies_and_pickles_to_an_equal_map() -> None:
     for clone in (pickle.loads(pickle.dumps(m)), copy.copy(m), copy.deepcopy(m)):
         assert type(clone) is FrozenMap and clone == m and list(clone) == ["a", "b"]
     assert repr(m) == "FrozenMap({'a': 1.0, 'b': -0.0})"
+
+
+def test_items_of_gives_keys_and_values_of_frozen_and_plain_maps() -> None:
+    frozen = [FrozenMap({"a": 1.0, "b": 2.0}), FrozenMap({"a": 3.0, "b": 4.0}), FrozenMap()]
+    keys, values = items_of(frozen)
+    assert keys == [("a", "b"), ("a", "b"), ()]
+    assert keys[0] is keys[1]  # the shared keys tuple itself
+    assert values == [(1.0, 2.0), (3.0, 4.0), ()]
+    mixed = [{"b": 1.0, "a": 2.0}, frozen[0]]
+    assert items_of(mixed) == ([("b", "a"), ("a", "b")], [(1.0, 2.0), (1.0, 2.0)])

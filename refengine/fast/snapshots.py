@@ -13,7 +13,8 @@ an index lock, then the engine lock.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Generic, Protocol, TypeVar
 
 from sortedcontainers import SortedKeyList
@@ -21,7 +22,7 @@ from sortedcontainers import SortedKeyList
 from ..paths import PathReader
 from ..rows import FeedbackRow
 from ..store import ProjectStore
-from .aggregate import AggregateSnapshot
+from .aggregate import AggregateSnapshot, Span
 from .aggregate_index import AggregateIndex
 from .metric_index import MetricIndex
 from .stats import StatsSnapshot
@@ -66,14 +67,18 @@ def guarded_metric_index(store: ProjectStore) -> Guarded[MetricIndex]:
     return store.derived("metric_index", lambda: Guarded(MetricIndex()))
 
 
-def aggregate_snapshot(
+@contextmanager
+def aggregate_view(
     store: ProjectStore, dims: tuple[str, ...], after_ms: int, before_ms: int
-) -> AggregateSnapshot:
-    """Per group of ``dims`` (a ``group_by`` set in ``PROFILE_FIELDS`` order), a
-    Columns copy of its rows with ``after_ms <= created_at_ms < before_ms``, in store
-    order; groups without such rows are left out.
+) -> Iterator[AggregateSnapshot]:
+    """Per group of ``dims`` (a ``group_by`` set in ``PROFILE_FIELDS`` order), the
+    span of the index partition's rows with ``after_ms <= created_at_ms <
+    before_ms``, in store order; groups without such rows are left out. The spans
+    are the index's own columns: read them only inside the ``with`` block, which
+    holds the index lock (not the engine lock: writes go on meanwhile).
 
-    Runtime complexity: ``O(g log n + k)`` for ``g`` groups and ``k`` window rows,
+    Not copying the window keeps the fold's garbage collections from traversing
+    lists of every window row. Runtime complexity: ``O(g log n)`` for ``g`` groups,
     plus bringing the index up to date (:mod:`refengine.fast.aggregate_index`), of
     which only the ``O(m)`` copy of the ``m`` rows it lacks holds the engine lock.
     """
@@ -87,8 +92,21 @@ def aggregate_snapshot(
         for key, part in index.partitions(dims).items():
             lo, hi = part.span(after_ms, before_ms)
             if lo < hi:
-                views.append((key, part.take(lo, hi)))
-        return AggregateSnapshot(views, index.profiles, index.signatures)
+                views.append((key, Span(part, lo, hi)))
+        yield AggregateSnapshot(views, index.profiles, index.signatures)
+
+
+def aggregate_snapshot(
+    store: ProjectStore, dims: tuple[str, ...], after_ms: int, before_ms: int
+) -> AggregateSnapshot:
+    """:func:`aggregate_view`'s spans as copies, the caller's to keep: ``O(k)`` more
+    for ``k`` window rows."""
+    with aggregate_view(store, dims, after_ms, before_ms) as view:
+        views = [
+            (key, Span(span.columns.take(span.lo, span.hi), 0, span.hi - span.lo))
+            for key, span in view.views
+        ]
+        return AggregateSnapshot(views, view.profiles, view.signatures)
 
 
 def stats_snapshot(
@@ -119,6 +137,7 @@ def stats_snapshot(
 __all__ = [
     "Guarded",
     "aggregate_snapshot",
+    "aggregate_view",
     "guarded_aggregate_index",
     "guarded_metric_index",
     "stats_snapshot",

@@ -6,7 +6,13 @@ from __future__ import annotations
 import threading
 
 from refengine import Engine, ManualClock
-from refengine.fast.snapshots import guarded_aggregate_index, guarded_metric_index
+from refengine.fast.snapshots import (
+    aggregate_snapshot,
+    aggregate_view,
+    guarded_aggregate_index,
+    guarded_metric_index,
+)
+from strategies import scorer_row
 
 
 def test_writes_never_wait_for_an_index_build() -> None:
@@ -35,3 +41,20 @@ def test_writes_never_wait_for_an_index_build() -> None:
     req = {"project_id": "e/busy", "after_ms": 0, "before_ms": 2**41}
     assert engine.feedback_aggregate(req).buckets[0].total_count == 2
     engine.check_invariants()
+
+
+def test_an_aggregate_view_reads_the_index_in_place_under_its_lock() -> None:
+    engine = Engine()
+    engine.insert_rows([scorer_row(ms) for ms in (10, 20, 30)])
+    store = engine._store_to_read("e/p")
+    guarded = guarded_aggregate_index(store)
+    with aggregate_view(store, (), 15, 31) as view:
+        assert guarded.lock.locked()
+        [(key, span)] = view.views
+        assert key == ()
+        assert span.columns is guarded.index.master  # no copy
+        assert span.columns.ms[span.lo : span.hi] == [20, 30]
+    assert not guarded.lock.locked()
+    [(_, copied)] = aggregate_snapshot(store, (), 15, 31).views
+    assert copied.columns is not guarded.index.master
+    assert (copied.columns.ms, copied.lo, copied.hi) == ([20, 30], 0, 2)
