@@ -114,7 +114,9 @@ class FastExecutor:
         if not plan.metrics:
             return fast_stats.fold(plan, fast_stats.StatsSnapshot([], []))
         readers = fast_stats.column_readers(plan)
-        snapshot = snapshots.stats_snapshot(store, plan.after_ms, plan.before_ms, readers)
+        snapshot = snapshots.stats_snapshot(
+            store, plan.after_ms, plan.before_ms, readers, fast_stats.column_sorts(plan)
+        )
         return fast_stats.fold(plan, snapshot)
 
 

@@ -13,8 +13,10 @@ an index lock, then the engine lock.
 from __future__ import annotations
 
 import threading
+from array import array
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from operator import attrgetter
 from typing import Generic, Protocol, TypeVar
 
 from sortedcontainers import SortedKeyList
@@ -26,6 +28,8 @@ from .aggregate import AggregateSnapshot, Span
 from .aggregate_index import AggregateIndex
 from .metric_index import MetricIndex
 from .stats import StatsSnapshot
+
+_created_at_ms = attrgetter("created_at_ms")
 
 
 class _Index(Protocol):
@@ -110,11 +114,18 @@ def aggregate_snapshot(
 
 
 def stats_snapshot(
-    store: ProjectStore, after_ms: int, before_ms: int, readers: Sequence[PathReader]
+    store: ProjectStore,
+    after_ms: int,
+    before_ms: int,
+    readers: Sequence[PathReader],
+    sorted_for: Sequence[bool] = (),
 ) -> StatsSnapshot:
     """The rows with ``after_ms <= created_at_ms < before_ms`` and, for each reader (a
     numeric or boolean metric), the column of its values for those rows, one entry
-    per row, NaN for no value. The lists and arrays are the caller's to keep.
+    per row, NaN for no value; for each reader whose ``sorted_for`` entry is true,
+    the window's whole hours with their values sorted
+    (:meth:`refengine.fast.metric_index.MetricIndex.sorted_blocks`). The lists and
+    arrays are the caller's to keep.
 
     Runtime complexity: ``O(log n + k)`` for ``k`` window rows under the engine lock
     (with the copy of the rows the columns lack), plus parsing those rows outside it
@@ -131,7 +142,14 @@ def stats_snapshot(
             hi = max(lo, rows.bisect_key_left(before_ms))
             window: list[FeedbackRow] = rows[lo:hi]
         metrics.catch_up(columns, readers, new_rows, size)
-        return StatsSnapshot(window, [column[lo:hi] for column in columns])
+        blocks: list[list[tuple[int, int, array[float]]]] = []
+        if any(sorted_for):
+            window_ms = list(map(_created_at_ms, window))
+            blocks = [
+                metrics.sorted_blocks(reader, column, lo, window_ms) if wanted else []
+                for reader, column, wanted in zip(readers, columns, sorted_for, strict=True)
+            ]
+        return StatsSnapshot(window, [column[lo:hi] for column in columns], blocks)
 
 
 __all__ = [
