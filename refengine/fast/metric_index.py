@@ -20,7 +20,8 @@ parsing outside it:
 * a metric asked for the first time parses every stored row — ``O(n)``.
 
 At most :data:`MAX_METRIC_COLUMNS` columns are kept (the least recently used are
-dropped and rebuilt on demand). Memory: 8 bytes per row per column kept.
+dropped and rebuilt on demand). Memory: 8 bytes per row per column kept, and 8
+more per value for a column whose percentiles were asked for (its sorted hours).
 """
 
 from __future__ import annotations

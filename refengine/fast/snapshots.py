@@ -129,7 +129,8 @@ def stats_snapshot(
 
     Runtime complexity: ``O(log n + k)`` for ``k`` window rows under the engine lock
     (with the copy of the rows the columns lack), plus parsing those rows outside it
-    (:mod:`refengine.fast.metric_index`).
+    (:mod:`refengine.fast.metric_index`), plus, with ``sorted_for``, ``O(k)`` and
+    the blocks' own cost (:meth:`~refengine.fast.metric_index.MetricIndex.sorted_blocks`).
     """
     guarded = guarded_metric_index(store)
     metrics = guarded.index

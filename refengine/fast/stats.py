@@ -13,12 +13,16 @@ folded from the buckets' values (the window's min and max from the buckets' own)
 The empty values and the number types come from the reference's table
 (:data:`refengine.semantics.stats.AGGREGATIONS`); sums go through the same exact
 arithmetic (:mod:`refengine.semantics.exact`). Sorting happens only when
-percentiles were asked for: each bucket's values once; the window's percentiles
-come from the buckets' sorted lists (see :func:`_window_percentiles`).
+percentiles were asked for: each bucket's values are the sorted whole-hour blocks
+the metric index keeps (:meth:`refengine.fast.metric_index.MetricIndex.sorted_blocks`)
+merged with the few rows between them, sorted (:func:`_sorted_values`); the
+window's percentiles come from the buckets' sorted lists (see
+:func:`_window_percentiles`).
 
 Runtime complexity, for ``k`` window rows in ``b`` buckets and ``m`` metrics:
 ``O(k m + b log k)`` for the fold (``O(log n + k m)`` more for the snapshot), plus
-``O(k log k)`` with percentiles.
+``O(k log k)`` with percentiles (``O(k log p)`` once the blocks are kept, for
+``p`` pieces per bucket).
 """
 
 from __future__ import annotations
