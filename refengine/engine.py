@@ -15,8 +15,9 @@ ids and inserts; a query holds it only to copy its window (``O(k)`` for ``k``
 rows), or, for the fast executor, the rows an index lacks. Building or catching
 up a project's index happens under that index's own lock, outside the engine
 lock (:mod:`refengine.fast.snapshots`), so a create never waits for it; queries
-of one project on the fast executor wait for each other's index work, queries of
-other projects do not.
+of one project on the fast executor wait for each other's index work (and an
+aggregate's fold, which reads the index in place), queries of other projects do
+not.
 """
 
 from __future__ import annotations
@@ -128,16 +129,18 @@ class FastExecutor:
     def aggregate(self, plan: AggregatePlan, store: ProjectStore) -> FeedbackAggregateRes:
         dims = fast_aggregate.partition_dims(plan)
         try:
-            snapshot = snapshots.aggregate_snapshot(store, dims, plan.after_ms, plan.before_ms)
+            with snapshots.aggregate_view(store, dims, plan.after_ms, plan.before_ms) as snapshot:
+                return fast_aggregate.fold(plan, snapshot)
         except TooWide:
             return aggregate.fold(plan, store.window(plan.after_ms, plan.before_ms))
-        return fast_aggregate.fold(plan, snapshot)
 
     def stats(self, plan: StatsPlan, store: ProjectStore) -> FeedbackStatsRes:
         if not plan.metrics:
             return fast_stats.fold(plan, fast_stats.StatsSnapshot([], []))
         readers = fast_stats.column_readers(plan)
-        snapshot = snapshots.stats_snapshot(store, plan.after_ms, plan.before_ms, readers)
+        snapshot = snapshots.stats_snapshot(
+            store, plan.after_ms, plan.before_ms, readers, fast_stats.column_sorts(plan)
+        )
         return fast_stats.fold(plan, snapshot)
 
     def query(self, plan: QueryPlan, store: ProjectStore) -> FeedbackQueryRes:

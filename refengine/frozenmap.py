@@ -18,8 +18,9 @@ all (the ``Mapping`` mixins would look each key up: quadratic in a large map).
 from __future__ import annotations
 
 import sys
-from collections.abc import ItemsView, Iterator, Mapping, ValuesView
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, TypeVar
 
 V = TypeVar("V")
@@ -118,7 +119,21 @@ def shared_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(map(sys.intern, keys))
 
 
+def items_of(maps: Iterable[Mapping[str, V]]) -> tuple[list[tuple[str, ...]], list[tuple[V, ...]]]:
+    """Each map's keys and values as two parallel tuples (a :class:`FrozenMap`'s
+    own: its keys tuple is shared by every map with the same keys), for the
+    column builders that read millions of maps. ``O(len(maps))``; C-level passes
+    when every map is a :class:`FrozenMap`."""
+    maps = list(maps)
+    if set(map(type, maps)) <= {FrozenMap}:  # not isinstance: a subclass may differ
+        return list(map(_keys_of, maps)), list(map(_values_of, maps))
+    return [tuple(m) for m in maps], [tuple(m.values()) for m in maps]
+
+
+_keys_of = attrgetter("_keys")
+_values_of = attrgetter("_values")
+
 EMPTY: FrozenMap[Any] = FrozenMap()
 """The empty map every row without entries shares."""
 
-__all__ = ["EMPTY", "FrozenMap", "shared_keys"]
+__all__ = ["EMPTY", "FrozenMap", "items_of", "shared_keys"]

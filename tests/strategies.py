@@ -560,3 +560,15 @@ keyed_steps = st.lists(
 """Creates with repeating ids and weave_refs at instants that often go back, purges
 and replaces by id, and ``$eq`` queries on ``id`` or ``weave_ref`` (either operand
 order, sometimes inside an ``$and``, sometimes sorted)."""
+# --- fast aggregate internals ---------------------------------------------------------
+
+signature_columns = st.lists(
+    st.tuples(
+        st.lists(st.sampled_from(TAGS), max_size=3).map(tuple),  # repeats allowed
+        st.lists(st.sampled_from(RATING_KEYS), max_size=3, unique=True).map(tuple),
+    ),
+    min_size=1,
+    max_size=80,
+)
+"""A column of rows' ``(scorer_tags, rating keys)`` pairs, long enough for cells on
+both sides of ``refengine.fast.aggregate.DIRECT_SUM_ROWS``."""

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refengine.frozenmap import EMPTY, FrozenMap
+from refengine.frozenmap import EMPTY, FrozenMap, items_of
 
 maps = st.dictionaries(st.text(max_size=5), st.floats(allow_nan=False), max_size=6)
 
@@ -84,3 +84,13 @@ def test_items_of_a_large_map_do_not_look_each_key_up(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(FrozenMap, "__getitem__", no_lookups)
     assert sum(value for _, value in m.items()) == sum(m.values()) == 499_500.0
+
+
+def test_items_of_gives_keys_and_values_of_frozen_and_plain_maps() -> None:
+    frozen = [FrozenMap({"a": 1.0, "b": 2.0}), FrozenMap({"a": 3.0, "b": 4.0}), FrozenMap()]
+    keys, values = items_of(frozen)
+    assert keys == [("a", "b"), ("a", "b"), ()]
+    assert keys[0] is keys[1]  # the shared keys tuple itself
+    assert values == [(1.0, 2.0), (3.0, 4.0), ()]
+    mixed = [{"b": 1.0, "a": 2.0}, frozen[0]]
+    assert items_of(mixed) == ([("b", "a"), ("a", "b")], [(1.0, 2.0), (1.0, 2.0)])

@@ -9,7 +9,8 @@ The snapshot: the store keeps an index (:mod:`refengine.fast.aggregate_index`) w
 the rows as columns — time, a code for the row's string dimensions (its
 *profile*), a code for its tags and rating keys (its *signature*), and per rating
 key the values — split into one partition per group_by value. The engine takes a
-copy of each partition's window (:class:`refengine.fast.columns.Columns`).
+span of each partition's window (:class:`Span`), read in place under the
+index's lock, not copied.
 
 1. **Filters** are compiled once per request (:func:`compile_filters`). The string
    filters are decided once per distinct profile (with the reference's own
@@ -20,15 +21,20 @@ copy of each partition's window (:class:`refengine.fast.columns.Columns`).
 2. **Buckets**: rows are in time order, so bucket edges are found by bisection on
    the time column — no per-row arithmetic.
 3. **Cells**: each (bucket, group) cell is a contiguous slice of one partition.
-   Its counts come from one ``Counter`` over the slice's signature codes, spread
-   over the few distinct signatures (tags and rating keys included); each rating
-   key's sum is one left-to-right sum over the slice of its value column, in store
-   order.
+   Its counts are the integer sum of its rows' packed signature vectors (one
+   field per tag and rating key, :class:`_Packing`; a large cell counts its
+   signature codes with a ``Counter`` first and adds one product per code), then
+   unpacked; each rating key's sum is one left-to-right sum over the slice of its
+   value column, in store order. The bucket models are built without validation
+   (:func:`trusted_bucket`): every value is already of its field's type.
 
 Runtime complexity, for ``k`` window rows in ``g`` groups making ``c`` cells, with
-``s`` distinct signatures per cell and ``r`` rating keys: ``O(k r + c s + c log c)``
-once the index is current (see :mod:`refengine.fast.aggregate_index` for keeping it
-so). Measured figures: ``benchmarks/bench_aggregate.py``.
+``s`` distinct signatures per cell, ``f`` distinct tags and rating keys per group
+(packed while ``f <=`` :data:`MAX_PACKED_FIELDS`, one machine word per field) and
+``r`` rating keys: ``O(k (r + f/64) + c (s f/64 + f) + c log c)`` once the index is
+current (see :mod:`refengine.fast.aggregate_index` for keeping it so); past that
+many fields, ``O(k r + c s t + c log c)`` with ``t`` tags and keys per signature.
+Measured figures: ``benchmarks/bench_aggregate.py`` and ``benchmarks/bench_chdb.py``.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial, reduce
 from itertools import repeat
-from operator import add, and_, ge, itemgetter, le
+from operator import add, and_, ge, itemgetter, le, mul
 from typing import Any, NamedTuple
 
 from ..models import FeedbackAggregateBucket, FeedbackAggregateRes
@@ -65,6 +71,14 @@ def _id_test(wanted: tuple[str, ...], value: str) -> bool:
 
 def _type_test(wanted: tuple[str, ...], value: str) -> bool:
     return type_matches(value, wanted)
+
+
+class Span(NamedTuple):
+    """Rows ``[lo, hi)`` of ``columns``: a group's window, read in place."""
+
+    columns: Columns
+    lo: int
+    hi: int
 
 
 @dataclass(frozen=True)
@@ -146,19 +160,21 @@ class _FilterRun:
         self.profile_memo: dict[int, bool] = {}
         self.sig_memo: dict[int, bool] = {}
 
-    def apply(self, view: Columns) -> Columns:
-        """The rows of ``view`` that pass every filter (``view`` itself if all do).
-        ``O(len(view))``, all C-level but one step per distinct code."""
+    def apply(self, view: Span) -> Span:
+        """The rows of ``view`` that pass every filter (``view`` itself if all do,
+        else a copy of those rows). ``O(hi - lo)``, all C-level but one step per
+        distinct code."""
+        columns, lo, hi = view
         filters = self.filters
         masks: list[Iterable[Any]] = []
         if filters.profile is not None:
             profiles, test = self.profiles, filters.profile
-            mask = _accepted(view.profile, lambda c: test(profiles[c]), self.profile_memo)
+            mask = _accepted(columns.profile[lo:hi], lambda c: test(profiles[c]), self.profile_memo)
             if mask is not None:
                 masks.append(mask)
         wanted, rating = filters.tags, filters.rating
-        if rating is not None and RATING_KEY not in view.ratings:
-            return Columns()  # no row in the view has _rating_: none can pass
+        if rating is not None and RATING_KEY not in columns.ratings:
+            return Span(Columns(), 0, 0)  # no row in the view has _rating_: none can pass
         if wanted is not None or rating is not None:
             # One decision per signature code: a wanted tag, and a _rating_ key.
             signatures = self.signatures
@@ -169,30 +185,32 @@ class _FilterRun:
                     rating is None or RATING_KEY in sig.keys
                 )
 
-            mask = _accepted(view.sig, signature_passes, self.sig_memo)
+            mask = _accepted(columns.sig[lo:hi], signature_passes, self.sig_memo)
             if mask is not None:
                 masks.append(mask)
         if rating is not None:
-            values = view.ratings[RATING_KEY]
+            values = columns.ratings[RATING_KEY][lo:hi]
             masks.append(map(le, repeat(rating[0]), values))
             masks.append(map(ge, repeat(rating[1]), values))
         if not masks:
             return view
         keep = list(reduce(lambda a, b: map(and_, a, b), masks))
-        return view.take(0, len(view), keep)
+        kept = columns.take(lo, hi, keep)
+        return Span(kept, 0, len(kept))
 
 
 # --- folding -------------------------------------------------------------------------
 
 
-def _bucket_edges(ms: list[int], width_ms: int | None) -> Iterator[tuple[int | None, int, int]]:
+def _bucket_edges(
+    ms: list[int], lo: int, end: int, width_ms: int | None
+) -> Iterator[tuple[int | None, int, int]]:
     """``(bucket start, lo, hi)`` for each non-empty time bucket of the time-ordered
-    ``ms``, found by bisection; with ``width_ms`` ``None``, the one span
-    ``(None, 0, len(ms))``, even when empty. ``O(b log k)`` for ``b`` buckets."""
+    ``ms[lo:end]``, found by bisection; with ``width_ms`` ``None``, the one span
+    ``(None, lo, end)``, even when empty. ``O(b log k)`` for ``b`` buckets."""
     if width_ms is None:
-        yield None, 0, len(ms)
+        yield None, lo, end
         return
-    lo, end = 0, len(ms)
     while lo < end:
         start = ms[lo] // width_ms * width_ms
         hi = bisect_left(ms, start + width_ms, lo, end)
@@ -200,46 +218,160 @@ def _bucket_edges(ms: list[int], width_ms: int | None) -> Iterator[tuple[int | N
         lo = hi
 
 
+MAX_PACKED_FIELDS = 64
+"""Cells of a view are counted with packed vectors (see :class:`_Packing`) while its
+signatures name at most this many distinct tags and rating keys in all; beyond it
+(a hostile or unusual project) the per-signature loop of :func:`_loop_counts` is
+cheaper, since a packed vector costs every cell a step per field."""
+
+DIRECT_SUM_ROWS = 24
+"""A cell of at most this many rows adds its rows' packed vectors directly; a larger
+one counts its signature codes first (``Counter``) and adds one product per distinct
+code. Measured: the two cross near 20–30 rows per cell with a dozen fields."""
+
+_FIELD_BITS = 64  # a count never reaches 2**64: it counts objects held in memory
+_FIELD_MASK = (1 << _FIELD_BITS) - 1
+
+Counts = tuple[int, dict[str, int], dict[str, int]]
+"""A cell's ``(scored_count, tag_counts, rating_counts)``, maps in ascending key order."""
+
+
+class _Packing:
+    """Per view, each signature's counts packed into one integer.
+
+    Field 0 is "scored" (0 or 1), then one field per distinct tag (the tag's
+    multiplicity in the signature), then one per distinct rating key (0 or 1), tags
+    and keys each in ascending order, :data:`_FIELD_BITS` bits per field. A cell's
+    counts are then the plain integer sum of its rows' vectors — exact, since no
+    field can carry into the next — unpacked once per cell.
+    """
+
+    __slots__ = ("key_fields", "tag_fields", "vectors")
+
+    def __init__(self, codes: Iterable[int], signatures: Sequence[Signature]) -> None:
+        sigs = {code: signatures[code] for code in codes}
+        tags = sorted({tag for sig in sigs.values() for tag in sig.tags})
+        keys = sorted({key for sig in sigs.values() for key in sig.keys})
+        tag_shift = {tag: (1 + i) * _FIELD_BITS for i, tag in enumerate(tags)}
+        key_shift = {key: (1 + len(tags) + i) * _FIELD_BITS for i, key in enumerate(keys)}
+        self.tag_fields = list(tag_shift.items())
+        self.key_fields = list(key_shift.items())
+        self.vectors: dict[int, int] = {}
+        for code, sig in sigs.items():
+            vector = int(sig.scored)
+            for tag in sig.tags:  # a repeated tag adds twice
+                vector += 1 << tag_shift[tag]
+            for key in sig.keys:
+                vector += 1 << key_shift[key]
+            self.vectors[code] = vector
+
+    @staticmethod
+    def fields(codes: Iterable[int], signatures: Sequence[Signature]) -> int:
+        """How many tag and key fields a packing of ``codes`` would have."""
+        names: set[tuple[bool, str]] = set()
+        for code in codes:
+            sig = signatures[code]
+            names.update((True, tag) for tag in sig.tags)
+            names.update((False, key) for key in sig.keys)
+        return len(names)
+
+    def counts(self, sig: list[int], lo: int, hi: int) -> Counts:
+        """The counts of rows ``[lo, hi)`` of the signature column ``sig``."""
+        vectors = self.vectors
+        if hi - lo <= DIRECT_SUM_ROWS:
+            total = sum(map(vectors.__getitem__, sig[lo:hi]))
+        else:
+            per_code = Counter(sig[lo:hi])
+            total = sum(map(mul, per_code.values(), map(vectors.__getitem__, per_code)))
+        tag_counts: dict[str, int] = {}
+        rating_counts: dict[str, int] = {}
+        if total:
+            for tag, shift in self.tag_fields:
+                count = (total >> shift) & _FIELD_MASK
+                if count:
+                    tag_counts[tag] = count
+            for key, shift in self.key_fields:
+                count = (total >> shift) & _FIELD_MASK
+                if count:
+                    rating_counts[key] = count
+        return total & _FIELD_MASK, tag_counts, rating_counts
+
+
+def _loop_counts(signatures: Sequence[Signature], sig: list[int], lo: int, hi: int) -> Counts:
+    """The same counts as :meth:`_Packing.counts`, one Python step per distinct
+    signature of the cell and per tag and key it names."""
+    scored = 0
+    tag_counts: dict[str, int] = {}
+    rating_counts: dict[str, int] = {}
+    for code, times in Counter(sig[lo:hi]).items():
+        tags, keys, is_scored = signatures[code]
+        if is_scored:
+            scored += times
+            for tag in tags:
+                tag_counts[tag] = tag_counts.get(tag, 0) + times
+            for key in keys:
+                rating_counts[key] = rating_counts.get(key, 0) + times
+    return scored, dict(sorted(tag_counts.items())), dict(sorted(rating_counts.items()))
+
+
+_BUCKET_FIELDS = frozenset(FeedbackAggregateBucket.model_fields)
+
+
+def trusted_bucket(values: dict[str, Any]) -> FeedbackAggregateBucket:
+    """A bucket model holding ``values`` (every field, already of its field's type:
+    fresh dicts of ``str`` to ``int`` or ``float``, ``int`` counts) without
+    validating them — what ``model_construct`` does, without its per-field loop."""
+    bucket = FeedbackAggregateBucket.__new__(FeedbackAggregateBucket)
+    object.__setattr__(bucket, "__dict__", values)
+    object.__setattr__(bucket, "__pydantic_fields_set__", set(_BUCKET_FIELDS))
+    object.__setattr__(bucket, "__pydantic_extra__", None)
+    object.__setattr__(bucket, "__pydantic_private__", None)
+    return bucket
+
+
 def _fold_cells(
-    view: Columns, width_ms: int | None, group: dict[str, str], signatures: Sequence[Signature]
+    view: Span, width_ms: int | None, group: dict[str, str], signatures: Sequence[Signature]
 ) -> Iterator[tuple[int | None, FeedbackAggregateBucket]]:
     """The cells of one group's (filtered) window: one per non-empty time bucket,
     or one for the whole view when ``width_ms`` is ``None``.
 
-    Per cell one ``Counter`` over the signature codes, a Python step per distinct
-    signature (and per tag and key it names), and per rating key one ``sum`` over a
-    contiguous slice of values.
+    Per cell: its counts (:class:`_Packing`, or :func:`_loop_counts` for views with
+    many distinct tags and keys) and, per rating key it counts, one left-to-right
+    sum over a contiguous slice of that key's values (a lone row's value as it is).
     """
-    sig, ratings = view.sig, view.ratings
-    for start, lo, hi in _bucket_edges(view.ms, width_ms):
-        scored = 0
-        tag_counts: dict[str, int] = {}
-        rating_counts: dict[str, int] = {}
-        for code, times in Counter(sig[lo:hi]).items():
-            tags, keys, is_scored = signatures[code]
-            if is_scored:
-                scored += times
-                for tag in tags:
-                    tag_counts[tag] = tag_counts.get(tag, 0) + times
-                for key in keys:
-                    rating_counts[key] = rating_counts.get(key, 0) + times
+    columns, first, end = view
+    sig, ratings = columns.sig, columns.ratings
+    distinct = set(sig[first:end])
+    packing = (
+        _Packing(distinct, signatures)
+        if _Packing.fields(distinct, signatures) <= MAX_PACKED_FIELDS
+        else None
+    )
+    for start, lo, hi in _bucket_edges(columns.ms, first, end, width_ms):
+        if packing is None:
+            scored, tag_counts, rating_counts = _loop_counts(signatures, sig, lo, hi)
+        else:
+            scored, tag_counts, rating_counts = packing.counts(sig, lo, hi)
         rating_sums: dict[str, float] = {}
-        for key in sorted(rating_counts):
-            total = float(_sequential_sum(ratings[key][lo:hi]))
+        for key in rating_counts:
+            if hi - lo == 1:  # 0 + x is x, and a -0.0 is dropped below either way
+                total = float(ratings[key][lo])
+            else:
+                total = float(_sequential_sum(ratings[key][lo:hi]))
             if total != 0.0:  # ClickHouse sumMap drops a key whose sum is exactly zero
                 rating_sums[key] = total
-        # Validated construction: pydantic-core builds it faster than model_construct,
-        # and gives the bucket its own copy of every map (``group`` included).
         yield (
             start,
-            FeedbackAggregateBucket(
-                time_bucket_start_ms=start,
-                group=group,
-                total_count=hi - lo,
-                scored_count=scored,
-                tag_counts=dict(sorted(tag_counts.items())),
-                rating_counts=dict(sorted(rating_counts.items())),
-                rating_sums=rating_sums,
+            trusted_bucket(
+                {
+                    "time_bucket_start_ms": start,
+                    "group": dict(group),
+                    "total_count": hi - lo,
+                    "scored_count": scored,
+                    "tag_counts": tag_counts,
+                    "rating_counts": rating_counts,
+                    "rating_sums": rating_sums,
+                }
             ),
         )
 
@@ -260,6 +392,16 @@ def _group_order(dims: Sequence[str]) -> Callable[[tuple[str, ...]], tuple[Any, 
     return order
 
 
+def _request_order(
+    snapshot: AggregateSnapshot, dims: Sequence[str]
+) -> Iterator[tuple[tuple[str, ...], Span]]:
+    """Each view of ``snapshot`` with its group values in request order."""
+    canonical = tuple(d for d in PROFILE_FIELDS if d in dims)
+    to_request_order = [canonical.index(d) for d in dims]
+    for key, window in snapshot.views:
+        yield tuple(key[i] for i in to_request_order), window
+
+
 def partition_dims(p: AggregatePlan) -> tuple[str, ...]:
     """The plan's ``group_by`` set in :data:`PROFILE_FIELDS` order: the partitioning
     whose views an :class:`AggregateSnapshot` holds."""
@@ -268,11 +410,13 @@ def partition_dims(p: AggregatePlan) -> tuple[str, ...]:
 
 class AggregateSnapshot(NamedTuple):
     """What the fast fold reads: per group of :func:`partition_dims`, ``(group
-    values in that order, a Columns copy of its window rows)``, groups without
-    window rows left out; and the codebooks that decode the columns (only ever
-    appended to, so codes read from a copy stay valid)."""
+    values in that order, the Span of its window rows)``, groups without window
+    rows left out; and the codebooks that decode the columns (only ever appended
+    to, so codes read earlier stay valid). The spans are either copies or the
+    index's own columns, read under its lock
+    (:func:`refengine.fast.snapshots.aggregate_view`)."""
 
-    views: Sequence[tuple[tuple[str, ...], Columns]]
+    views: Sequence[tuple[tuple[str, ...], Span]]
     profiles: Codebook[tuple[str, ...]]
     signatures: Codebook[Signature]
 
@@ -285,30 +429,41 @@ def fold(p: AggregatePlan, snapshot: AggregateSnapshot) -> FeedbackAggregateRes:
     signatures = snapshot.signatures
     run = _FilterRun(filters, snapshot.profiles, signatures) if filters.active else None
     dims = list(p.group_by)
-    canonical = partition_dims(p)
-    to_request_order = [canonical.index(d) for d in dims]
     order = _group_order(dims)
     width = p.width_ms
-    cells: list[tuple[int, tuple[Any, ...], FeedbackAggregateBucket]] = []
-    for key, window in snapshot.views:
+    groups = sorted(
+        ((order(values), values, window) for values, window in _request_order(snapshot, dims)),
+        key=itemgetter(0),
+    )
+    cells: list[tuple[int, FeedbackAggregateBucket]] = []
+    for _, values, window in groups:
         view = window if run is None else run.apply(window)
-        if not view:
+        if view.lo >= view.hi:
             continue
-        values = tuple(key[i] for i in to_request_order)
         group: dict[str, str] = dict(zip(dims, values, strict=True))
-        sort_key = order(values)
         for start, bucket in _fold_cells(view, width, group, signatures.values):
-            cells.append((0 if start is None else start, sort_key, bucket))
+            cells.append((0 if start is None else start, bucket))
     if not cells and width is None and not dims:  # no bucket, no group_by: one row always
-        empty = Columns()
-        cells = [(0, (), bucket) for _, bucket in _fold_cells(empty, None, {}, signatures.values)]
-    cells.sort(key=itemgetter(0, 1))  # by bucket start, then group values
+        empty = Span(Columns(), 0, 0)
+        cells = [(0, bucket) for _, bucket in _fold_cells(empty, None, {}, signatures.values)]
+    # By bucket start, then group values: the groups came in order and the sort is stable.
+    cells.sort(key=itemgetter(0))
     return FeedbackAggregateRes.model_construct(
         time_bucket_seconds=p.time_bucket_seconds,
         after_ms=p.after_ms,
         before_ms=p.before_ms,
-        buckets=[cell[2] for cell in cells],
+        buckets=[cell[1] for cell in cells],
     )
 
 
-__all__ = ["AggregateSnapshot", "Filters", "compile_filters", "fold", "partition_dims"]
+__all__ = [
+    "DIRECT_SUM_ROWS",
+    "MAX_PACKED_FIELDS",
+    "AggregateSnapshot",
+    "Filters",
+    "Span",
+    "compile_filters",
+    "fold",
+    "partition_dims",
+    "trusted_bucket",
+]

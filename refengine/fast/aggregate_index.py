@@ -9,7 +9,7 @@ It keeps the project's rows as :class:`refengine.fast.columns.Columns` twice ove
 A (time bucket, group) cell of an answer is then a contiguous slice of one
 partition, so its rating sums are single left-to-right sums over contiguous values
 that add in store order, exactly as spec/SEMANTICS.md requires; and its counts come from
-one ``Counter`` over a slice of signature codes.
+its slice of signature codes (:mod:`refengine.fast.aggregate`).
 
 Keeping it current costs the create path nothing but a comparison: the index is
 brought up to date lazily, when a query needs it, under the project's own index

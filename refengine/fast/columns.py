@@ -22,20 +22,20 @@ rows' own, the ``0.0`` shared) — 24 bytes plus 8 per rating key that occurs in
 the run.
 
 The per-row work is done by C-level passes (slices, ``map``, ``compress``, ``set``)
-except in :meth:`Columns.extend_rows`, which builds each rating key's column with
-a list comprehension (one Python step per row per key that occurs in the rows) and
-:meth:`Columns.check`; the other Python loops run over distinct codes and over
-rating keys.
+except in :meth:`Columns.check` (and :meth:`Columns.extend_rows` for rows whose
+rating maps are not :class:`refengine.frozenmap.FrozenMap`); the other Python
+loops run over distinct codes, distinct rating-key tuples and rating keys.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from itertools import compress, pairwise, repeat
-from operator import attrgetter
+from operator import attrgetter, getitem
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from ..frozenmap import items_of
 from ..rows import FeedbackRow
 
 PROFILE_FIELDS: tuple[str, ...] = (
@@ -130,16 +130,16 @@ class Columns:
         if not rows:
             return
         tags = list(map(_tags_of, rows))
-        maps: list[Mapping[str, float]] = list(map(_ratings_of, rows))
-        key_tuples = list(map(tuple, maps))
+        key_tuples, value_tuples = items_of(map(_ratings_of, rows))
         self.ms.extend(map(_ms_of, rows))
         self.profile.extend(profiles.encode_all(list(map(_profile_of, rows))))
         self.sig.extend(signatures.encode_all(list(zip(tags, key_tuples, strict=True))))
-        new_keys = set().union(*key_tuples)
+        distinct = set(key_tuples)  # few: a FrozenMap's key tuples are shared
+        new_keys = set().union(*distinct)
         self._pad_to(len(self.ms) - len(rows), new_keys)
         for key, column in self.ratings.items():
             if key in new_keys:
-                column.extend([m.get(key, 0.0) for m in maps])
+                column.extend(_values_for(key, distinct, key_tuples, value_tuples))
             else:
                 column.extend(repeat(0.0, len(rows)))
 
@@ -213,6 +213,24 @@ class Columns:
             for code, value in zip(self.sig, column, strict=True):
                 if key not in signatures.values[code].keys and value != 0.0:
                     raise AssertionError(f"rating column {key!r} has a value for a row without it")
+
+
+_ZERO = (0.0,)
+
+
+def _values_for(
+    key: str,
+    distinct: set[tuple[str, ...]],
+    key_tuples: list[tuple[str, ...]],
+    value_tuples: list[tuple[float, ...]],
+) -> Iterator[float]:
+    """Each row's value for ``key``, ``0.0`` where its keys lack it, by C-level
+    passes: per row, pick its values tuple or ``(0.0,)`` (decided once per distinct
+    keys tuple), then the key's position in it."""
+    position = {keys: keys.index(key) if key in keys else 0 for keys in distinct}
+    missing = {keys: key not in keys for keys in distinct}
+    sources = map(getitem, zip(value_tuples, repeat(_ZERO)), map(missing.__getitem__, key_tuples))
+    return map(getitem, sources, map(position.__getitem__, key_tuples))
 
 
 def _signature(pair: tuple[tuple[str, ...], tuple[str, ...]]) -> Signature:

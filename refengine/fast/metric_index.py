@@ -21,13 +21,15 @@ parsing outside it:
 * a metric asked for the first time parses every stored row — ``O(n)``.
 
 At most :data:`MAX_METRIC_COLUMNS` columns are kept (the least recently used are
-dropped and rebuilt on demand). Memory: 8 bytes per row per column kept.
+dropped and rebuilt on demand). Memory: 8 bytes per row per column kept, and 8
+more per value for a column whose percentiles were asked for (its sorted hours).
 """
 
 from __future__ import annotations
 
 import json
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 from operator import attrgetter, itemgetter
@@ -35,7 +37,7 @@ from typing import Any
 
 from sortedcontainers import SortedKeyList
 
-from ..paths import PathReader, ValueType, compile_path
+from ..paths import PathReader, ValueType, compile_path, found
 from ..rows import FeedbackRow
 from . import lru
 
@@ -44,6 +46,11 @@ MAX_METRIC_COLUMNS = 8
 
 PARSE_CHUNK = 64
 """Rows parsed at a time when a column catches up."""
+
+BLOCK_MS = 3_600_000
+"""Percentile queries keep each metric's values of every whole epoch-aligned hour
+sorted (see :meth:`MetricIndex.sorted_blocks`): a bucket made of whole hours then
+merges a few sorted runs instead of sorting all its values."""
 
 MetricKey = tuple[tuple[str, ...], ValueType]
 """A column's name: the ``json_path`` split into keys, and the value type."""
@@ -72,10 +79,13 @@ class MetricIndex:
     (and :meth:`pending` under the engine lock as well).
     """
 
-    __slots__ = ("_columns", "stale_from")
+    __slots__ = ("_blocks", "_columns", "stale_from")
 
     def __init__(self) -> None:
         self._columns: dict[MetricKey, array[float]] = {}  # see refengine.fast.lru
+        # Per column: hour start ms -> (store position of its first row, one past
+        # its last, its values sorted, no-value entries left out).
+        self._blocks: dict[MetricKey, dict[int, tuple[int, int, array[float]]]] = {}
         # The earliest created_at_ms of a row inserted before the end since the
         # columns were last brought up to date (None: none).
         self.stale_from: int | None = None
@@ -145,6 +155,49 @@ class MetricIndex:
         self.stale_from = None
         for column in self._columns.values():
             del column[cut:]
+        for blocks in self._blocks.values():
+            for hour in [h for h, (_, hi, _) in blocks.items() if hi > cut]:
+                del blocks[hour]  # its rows moved, or it gained one
+
+    def sorted_blocks(
+        self,
+        reader: PathReader,
+        column: array[float],
+        window_lo: int,
+        window_ms: list[int],
+    ) -> list[tuple[int, int, array[float]]]:
+        """For each whole hour (:data:`BLOCK_MS`) inside a window, ``(first, end,
+        sorted values)``: the window rows ``[first, end)`` of that hour and their
+        values sorted (no-value entries left out). ``column`` is the reader's
+        current column, ``window_lo`` the window's first store position and
+        ``window_ms`` its rows' ``created_at_ms``. A block is sorted once and kept
+        until a row lands before its end (see :meth:`invalidate_from`).
+
+        Runtime complexity: ``O(h log k)`` for ``h`` hours in a window of ``k``
+        rows, plus ``O(v log v)`` for each block of ``v`` values sorted anew.
+        Memory: 8 bytes per value kept.
+        """
+        key = (reader.keys, reader.value_type)
+        for stale in [k for k in self._blocks if k not in self._columns]:
+            del self._blocks[stale]  # its column was evicted
+        blocks = self._blocks.setdefault(key, {})
+        out: list[tuple[int, int, array[float]]] = []
+        if not window_ms:
+            return out
+        hour = -(-window_ms[0] // BLOCK_MS) * BLOCK_MS  # the first hour starting inside
+        first = bisect_left(window_ms, hour)
+        end_ms = window_ms[-1]
+        while hour + BLOCK_MS <= end_ms:  # a later row exists: the hour is whole
+            end = bisect_left(window_ms, hour + BLOCK_MS, first)
+            lo, hi = window_lo + first, window_lo + end
+            kept = blocks.get(hour)
+            if kept is None or kept[0] != lo or kept[1] != hi:
+                kept = (lo, hi, array("d", sorted(found(column[lo:hi]))))
+                blocks[hour] = kept
+            if end > first:
+                out.append((first, end, kept[2]))
+            hour, first = hour + BLOCK_MS, end
+        return out
 
     def check(self, rows: SortedKeyList) -> None:
         """Raise ``AssertionError`` unless every kept column agrees with ``rows`` (the
@@ -165,4 +218,4 @@ class MetricIndex:
                 raise AssertionError(f"metric column {keys} differs from the store")
 
 
-__all__ = ["MAX_METRIC_COLUMNS", "MetricIndex", "MetricKey"]
+__all__ = ["BLOCK_MS", "MAX_METRIC_COLUMNS", "MetricIndex", "MetricKey"]

@@ -14,7 +14,10 @@ an index lock, then the engine lock.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from operator import attrgetter
 from typing import Generic, Protocol, TypeVar
 
 from sortedcontainers import SortedKeyList
@@ -22,11 +25,13 @@ from sortedcontainers import SortedKeyList
 from ..paths import PathReader
 from ..rows import FeedbackRow
 from ..store import ProjectStore
-from .aggregate import AggregateSnapshot
+from .aggregate import AggregateSnapshot, Span
 from .aggregate_index import AggregateIndex
 from .key_index import KeyIndex
 from .metric_index import MetricIndex
 from .stats import StatsSnapshot
+
+_created_at_ms = attrgetter("created_at_ms")
 
 
 class _Index(Protocol):
@@ -91,14 +96,18 @@ def key_rows(store: ProjectStore, column: str, value: str) -> list[FeedbackRow]:
         return index.rows_with(column, value)
 
 
-def aggregate_snapshot(
+@contextmanager
+def aggregate_view(
     store: ProjectStore, dims: tuple[str, ...], after_ms: int, before_ms: int
-) -> AggregateSnapshot:
-    """Per group of ``dims`` (a ``group_by`` set in ``PROFILE_FIELDS`` order), a
-    Columns copy of its rows with ``after_ms <= created_at_ms < before_ms``, in store
-    order; groups without such rows are left out.
+) -> Iterator[AggregateSnapshot]:
+    """Per group of ``dims`` (a ``group_by`` set in ``PROFILE_FIELDS`` order), the
+    span of the index partition's rows with ``after_ms <= created_at_ms <
+    before_ms``, in store order; groups without such rows are left out. The spans
+    are the index's own columns: read them only inside the ``with`` block, which
+    holds the index lock (not the engine lock: writes go on meanwhile).
 
-    Runtime complexity: ``O(g log n + k)`` for ``g`` groups and ``k`` window rows,
+    Not copying the window keeps the fold's garbage collections from traversing
+    lists of every window row. Runtime complexity: ``O(g log n)`` for ``g`` groups,
     plus bringing the index up to date (:mod:`refengine.fast.aggregate_index`), of
     which only the ``O(m)`` copy of the ``m`` rows it lacks holds the engine lock.
     Raises :class:`refengine.fast.aggregate_index.TooWide` for a project too wide
@@ -114,20 +123,41 @@ def aggregate_snapshot(
         for key, part in index.partitions(dims).items():
             lo, hi = part.span(after_ms, before_ms)
             if lo < hi:
-                views.append((key, part.take(lo, hi)))
-        return AggregateSnapshot(views, index.profiles, index.signatures)
+                views.append((key, Span(part, lo, hi)))
+        yield AggregateSnapshot(views, index.profiles, index.signatures)
+
+
+def aggregate_snapshot(
+    store: ProjectStore, dims: tuple[str, ...], after_ms: int, before_ms: int
+) -> AggregateSnapshot:
+    """:func:`aggregate_view`'s spans as copies, the caller's to keep: ``O(k)`` more
+    for ``k`` window rows."""
+    with aggregate_view(store, dims, after_ms, before_ms) as view:
+        views = [
+            (key, Span(span.columns.take(span.lo, span.hi), 0, span.hi - span.lo))
+            for key, span in view.views
+        ]
+        return AggregateSnapshot(views, view.profiles, view.signatures)
 
 
 def stats_snapshot(
-    store: ProjectStore, after_ms: int, before_ms: int, readers: Sequence[PathReader]
+    store: ProjectStore,
+    after_ms: int,
+    before_ms: int,
+    readers: Sequence[PathReader],
+    sorted_for: Sequence[bool] = (),
 ) -> StatsSnapshot:
     """The rows with ``after_ms <= created_at_ms < before_ms`` and, for each reader (a
     numeric or boolean metric), the column of its values for those rows, one entry
-    per row, NaN for no value. The lists and arrays are the caller's to keep.
+    per row, NaN for no value; for each reader whose ``sorted_for`` entry is true,
+    the window's whole hours with their values sorted
+    (:meth:`refengine.fast.metric_index.MetricIndex.sorted_blocks`). The lists and
+    arrays are the caller's to keep.
 
     Runtime complexity: ``O(log n + k)`` for ``k`` window rows under the engine lock
     (with the copy of the rows the columns lack), plus parsing those rows outside it
-    (:mod:`refengine.fast.metric_index`).
+    (:mod:`refengine.fast.metric_index`), plus, with ``sorted_for``, ``O(k)`` and
+    the blocks' own cost (:meth:`~refengine.fast.metric_index.MetricIndex.sorted_blocks`).
     """
     guarded = guarded_metric_index(store)
     metrics = guarded.index
@@ -140,12 +170,20 @@ def stats_snapshot(
             hi = max(lo, rows.bisect_key_left(before_ms))
             window: list[FeedbackRow] = rows[lo:hi]
         metrics.catch_up(columns, readers, new_rows, size)
-        return StatsSnapshot(window, [column[lo:hi] for column in columns])
+        blocks: list[list[tuple[int, int, array[float]]]] = []
+        if any(sorted_for):
+            window_ms = list(map(_created_at_ms, window))
+            blocks = [
+                metrics.sorted_blocks(reader, column, lo, window_ms) if wanted else []
+                for reader, column, wanted in zip(readers, columns, sorted_for, strict=True)
+            ]
+        return StatsSnapshot(window, [column[lo:hi] for column in columns], blocks)
 
 
 __all__ = [
     "Guarded",
     "aggregate_snapshot",
+    "aggregate_view",
     "guarded_aggregate_index",
     "guarded_key_index",
     "guarded_metric_index",

@@ -13,22 +13,27 @@ folded from the buckets' values (the window's min and max from the buckets' own)
 The empty values and the number types come from the reference's table
 (:data:`refengine.semantics.stats.AGGREGATIONS`); sums go through the same exact
 arithmetic (:mod:`refengine.semantics.exact`). Sorting happens only when
-percentiles were asked for: each bucket's values once; the window's percentiles
-come from the buckets' sorted lists (see :func:`_window_percentiles`).
+percentiles were asked for: each bucket's values are the sorted whole-hour blocks
+the metric index keeps (:meth:`refengine.fast.metric_index.MetricIndex.sorted_blocks`)
+merged with the few rows between them, sorted (:func:`_sorted_values`); the
+window's percentiles come from the buckets' sorted lists (see
+:func:`_window_percentiles`).
 
 Runtime complexity, for ``k`` window rows in ``b`` buckets and ``m`` metrics:
 ``O(k m + b log k)`` for the fold (``O(log n + k m)`` more for the snapshot), plus
-``O(k log k)`` with percentiles.
+``O(k log k)`` with percentiles (``O(k log p)`` once the blocks are kept, for
+``p`` pieces per bucket).
 """
 
 from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from functools import lru_cache
 from itertools import chain, compress
-from operator import and_, attrgetter
+from operator import and_, attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 from ..models import FeedbackStatsRes
@@ -39,19 +44,30 @@ from ..semantics.stats import AGGREGATIONS, MetricPlan, StatsPlan, no_metrics_re
 from ..semantics.stats_time import render_timestamp
 
 _created_at_ms = attrgetter("created_at_ms")
+_first = itemgetter(0)
 
 
 class StatsSnapshot(NamedTuple):
     """The window's rows in store order and, per numeric or boolean metric of the
-    plan (in plan order), one value per row, NaN for no value."""
+    plan (in plan order), one value per row, NaN for no value; and per such metric
+    (or none at all), the window's whole hours as ``(first row, end row, values
+    sorted)``, in time order — given for the metrics with percentiles, ``[]`` for
+    the others."""
 
     rows: list[FeedbackRow]
     columns: list[array[float]]
+    blocks: Sequence[list[tuple[int, int, array[float]]]] = ()
 
 
 def column_readers(p: StatsPlan) -> list[Any]:
     """The path readers whose columns a :class:`StatsSnapshot` of ``p`` holds."""
     return [metric.reader for metric in p.metrics if metric.reader.column is not None]
+
+
+def column_sorts(p: StatsPlan) -> list[bool]:
+    """For each of :func:`column_readers`, whether the fold sorts its values (the
+    metric asks for percentiles): the snapshot then brings sorted hour blocks."""
+    return [bool(m.percentiles) for m in p.metrics if m.reader.column is not None]
 
 
 def fold(p: StatsPlan, snapshot: StatsSnapshot) -> FeedbackStatsRes:
@@ -62,7 +78,9 @@ def fold(p: StatsPlan, snapshot: StatsSnapshot) -> FeedbackStatsRes:
     plans = list(p.metrics)
     starts = p.starts
     rows, columns = _filtered(p, snapshot.rows, snapshot.columns)
-    counts, values = _fold(rows, columns, starts, plans)
+    # Filtered rows are a copy: the blocks' row positions no longer hold.
+    blocks = snapshot.blocks if rows is snapshot.rows and snapshot.blocks else None
+    counts, values = _fold(rows, columns, starts, plans, blocks)
 
     # per metric, the min and max of each non-empty bucket (the window's come from them)
     extremes: list[tuple[list[float], list[float]]] = [([], []) for _ in plans]
@@ -180,14 +198,20 @@ def _filtered(
 
 
 def _fold(
-    rows: list[FeedbackRow], columns: list[array[float]], starts: range, plans: list[MetricPlan]
+    rows: list[FeedbackRow],
+    columns: list[array[float]],
+    starts: range,
+    plans: list[MetricPlan],
+    blocks: Sequence[list[tuple[int, int, array[float]]]] | None = None,
 ) -> tuple[list[int], list[list[list[float] | None] | None]]:
     """Rows per bucket, and per metric the values found in each bucket.
 
     ``columns`` hold the values of the numeric and boolean metrics, in plan order,
     one entry per row. Categorical metrics keep no values (every row has one: the
     count is the rows). Rows are in ``created_at`` order, so each bucket is one
-    slice, found by bisection.
+    slice, found by bisection. A metric with percentiles keeps its bucket values
+    sorted: from ``blocks`` (per column, sorted whole hours of these rows) where
+    they cover the bucket, by :func:`_sorted_values`.
     """
     n_buckets = len(starts)
     counts = [0] * n_buckets
@@ -199,17 +223,20 @@ def _fold(
         for plan, per_bucket in zip(plans, values, strict=True)
         if per_bucket is not None
     ]
+    hours = list(blocks) if blocks is not None else [[] for _ in readers]
     first, g = starts.start, starts.step
     lo, n = 0, len(rows)
     while lo < n:
         index = (rows[lo].created_at_ms // 1000 - first) // g
         hi = bisect_left(rows, (first + (index + 1) * g) * 1000, lo, n, key=_created_at_ms)
         counts[index] = hi - lo
-        for (per_bucket, keep_sorted), column in zip(readers, columns, strict=True):
-            in_bucket = found(column[lo:hi])
+        for (per_bucket, keep_sorted), column, sorted_hours in zip(
+            readers, columns, hours, strict=True
+        ):
             if keep_sorted:
-                in_bucket.sort()
-            per_bucket[index] = in_bucket
+                per_bucket[index] = _sorted_values(column, lo, hi, sorted_hours)
+            else:
+                per_bucket[index] = found(column[lo:hi])
         lo = hi
     return counts, values
 
@@ -220,6 +247,35 @@ def bucket_key(name: str, slug: str) -> str:
     with up to a million values in an answer and slugs of up to 256 characters, a
     fresh string per bucket would be most of the answer's memory."""
     return f"{name}_{slug}"
+
+
+def _sorted_values(
+    column: array[float], lo: int, hi: int, hours: list[tuple[int, int, array[float]]]
+) -> list[float]:
+    """The values found in rows ``[lo, hi)`` of ``column``, sorted: the sorted hour
+    blocks inside the span as they are, the rows between them sorted here, and the
+    pieces merged by one ``sort``, which finds each piece as a sorted run
+    (``O(v log p)`` for ``v`` values in ``p`` pieces, against ``O(v log v)``)."""
+    at = bisect_left(hours, lo, key=_first)
+    pieces: list[Iterable[float]] = []
+    position = lo
+    while at < len(hours) and hours[at][1] <= hi:
+        first, end, values = hours[at]
+        if first > position:
+            pieces.append(sorted(found(column[position:first])))
+        pieces.append(values)
+        position = end
+        at += 1
+    if position == lo:  # no whole hour inside: the one sort
+        in_bucket = found(column[lo:hi])
+        in_bucket.sort()
+        return in_bucket
+    if position < hi:
+        pieces.append(sorted(found(column[position:hi])))
+    merged = list(chain.from_iterable(pieces))
+    if len(pieces) > 1:
+        merged.sort()
+    return merged
 
 
 def _bucket_aggregates(

@@ -31,7 +31,7 @@ def scorer_row(ms: int, scorer: str = "s", rating: float = 0.5) -> FeedbackRow:
 
 
 def window_ms(store: ProjectStore, dims: tuple[str, ...] = DIMS) -> dict[Any, list[int]]:
-    return {key: view.ms for key, view in aggregate_snapshot(store, dims, 0, 10**6).views}
+    return {key: view.columns.ms for key, view in aggregate_snapshot(store, dims, 0, 10**6).views}
 
 
 def test_appends_are_picked_up_by_the_next_query() -> None:
@@ -53,7 +53,7 @@ def test_an_insert_before_the_end_rebuilds_from_that_millisecond() -> None:
     store.add(scorer_row(5, "c"))
     store.check_invariants()  # stale index: the check does not rebuild it
     assert window_ms(store) == {("a",): [10, 20, 25, 30, 40], ("c",): [5]}
-    views = dict(aggregate_snapshot(store, DIMS, 20, 31).views)
+    views = {key: span.columns for key, span in aggregate_snapshot(store, DIMS, 20, 31).views}
     assert views[("a",)].ratings["_rating_"] == [0.5, 0.25, 0.5]
     store.check_invariants()
 

@@ -30,7 +30,7 @@ def row(ms: int, score: Any = 0.5, passed: Any = True) -> FeedbackRow:
 
 def readings(store: ProjectStore, after: int = 0, before: int = 10**6) -> list[list[Any]]:
     """Per metric (score, passed), the window's entries; None for no value."""
-    _, columns = stats_snapshot(store, after, before, [SCORE, PASSED])
+    columns = stats_snapshot(store, after, before, [SCORE, PASSED]).columns
     return [[None if math.isnan(v) else v for v in column] for column in columns]
 
 
@@ -38,7 +38,7 @@ def test_a_column_reads_every_row_with_nan_for_no_value() -> None:
     store = ProjectStore("e/p")
     store.update([row(1, 0.25), row(2, "0.5", False), row(3, 7, "yes"), row(4, None, None)])
     assert readings(store) == [[0.25, None, 7.0, None], [1.0, 0.0, None, None]]
-    rows, columns = stats_snapshot(store, 2, 4, [SCORE])
+    rows, columns, _ = stats_snapshot(store, 2, 4, [SCORE])
     assert [r.created_at_ms for r in rows] == [2, 3]
     assert [str(v) for v in columns[0]] == ["nan", "7.0"]
     store.check_invariants()
@@ -149,3 +149,46 @@ def agrees_with_the_reference(engine: Engine, req: dict[str, Any]) -> None:
 @given(interleaved_steps(stats_requests()))
 def test_queries_between_writes_agree_with_a_full_scan(plan: list[tuple[Any, ...]]) -> None:
     replay(plan, agrees_with_the_reference)
+
+
+HOUR = 3_600_000
+
+
+def test_sorted_hour_blocks_are_kept_until_a_row_lands_in_them() -> None:
+    store = ProjectStore("e/p")
+    scores = [0.9, 0.1, 0.5, 0.3, 0.7, 0.2]
+    store.update([row(h * HOUR + 10 * i, s) for h in range(3) for i, s in enumerate(scores)])
+    index = guarded_metric_index(store).index
+
+    def blocks() -> list[tuple[int, int, list[float]]]:
+        snapshot = stats_snapshot(store, 0, 3 * HOUR, [SCORE], [True])
+        return [(first, end, list(values)) for first, end, values in snapshot.blocks[0]]
+
+    ordered = sorted(scores)
+    # hours 0 and 1 are whole (a later row exists); hour 2 may still gain rows
+    assert blocks() == [(0, 6, ordered), (6, 12, ordered)]
+    kept = index._blocks[(SCORE.keys, SCORE.value_type)][0][2]
+    assert blocks()[0][2] == list(kept)
+    assert index._blocks[(SCORE.keys, SCORE.value_type)][0][2] is kept  # not sorted again
+    store.update([row(HOUR + 5, 0.0)])  # into hour 1: its block and the later ones go
+    assert blocks() == [(0, 6, ordered), (6, 13, [0.0, *ordered])]
+    assert stats_snapshot(store, 0, 3 * HOUR, [SCORE]).blocks == []  # not asked for
+
+
+def test_percentiles_over_sorted_blocks_agree_with_the_reference() -> None:
+    rows = [row(h * HOUR // 4 + 7, (h * 37 % 11) / 10) for h in range(40)]
+    rows += [row(HOUR + 1, None), row(2 * HOUR, -0.0), row(2 * HOUR + 1, 0.0)]
+    req = {
+        "project_id": "e/p",
+        "start": "1970-01-01T00:00:00Z",
+        "end": "1970-01-01T10:00:00Z",
+        "granularity": 7200,
+        "metrics": [{"json_path": "output.score", "percentiles": [0, 25, 50, 99, 100]}],
+    }
+    engine = Engine(clock=ManualClock("1970-01-02T00:00:00Z"))
+    engine.insert_rows(rows)
+    first = engine.feedback_stats(req).model_dump()
+    assert engine.feedback_stats(req).model_dump() == first  # from the kept blocks
+    assert first == reference_stats(engine, req)
+    engine.insert_rows([row(3 * HOUR + 3, 0.05)])
+    assert engine.feedback_stats(req).model_dump() == reference_stats(engine, req)

@@ -8,6 +8,7 @@ import threading
 from refengine import Engine, ManualClock
 from refengine.fast.snapshots import (
     aggregate_snapshot,
+    aggregate_view,
     guarded_aggregate_index,
     guarded_metric_index,
     stats_snapshot,
@@ -15,6 +16,7 @@ from refengine.fast.snapshots import (
 from refengine.paths import compile_path
 from refengine.rows import make_row
 from refengine.store import ProjectStore
+from strategies import scorer_row
 
 
 def test_writes_never_wait_for_an_index_build() -> None:
@@ -67,7 +69,7 @@ def test_removal_keeps_the_indexes_right() -> None:
     def indexed() -> tuple[list[float], int]:
         (column,) = stats_snapshot(store, 0, 100, [reader]).columns
         views = aggregate_snapshot(store, (), 0, 100).views
-        return list(column), sum(len(columns) for _, columns in views)
+        return list(column), sum(span.hi - span.lo for _, span in views)
 
     assert indexed() == ([float(ms) for ms in range(10)], 10)
     assert store.remove_ids({"1"}) == 3
@@ -78,3 +80,20 @@ def test_removal_keeps_the_indexes_right() -> None:
     assert len(store) == 0
     store.check_invariants()
     assert indexed() == ([], 0)
+
+
+def test_an_aggregate_view_reads_the_index_in_place_under_its_lock() -> None:
+    engine = Engine()
+    engine.insert_rows([scorer_row(ms) for ms in (10, 20, 30)])
+    store = engine._store_to_read("e/p")
+    guarded = guarded_aggregate_index(store)
+    with aggregate_view(store, (), 15, 31) as view:
+        assert guarded.lock.locked()
+        [(key, span)] = view.views
+        assert key == ()
+        assert span.columns is guarded.index.master  # no copy
+        assert span.columns.ms[span.lo : span.hi] == [20, 30]
+    assert not guarded.lock.locked()
+    [(_, copied)] = aggregate_snapshot(store, (), 15, 31).views
+    assert copied.columns is not guarded.index.master
+    assert (copied.columns.ms, copied.lo, copied.hi) == ([20, 30], 0, 2)
