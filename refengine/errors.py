@@ -130,6 +130,16 @@ GRANULARITY_TOO_LARGE = (  # refengine: the first bucket would start before year
     "granularity {g} is too large: the first bucket would start before 0001-01-01"
 )
 
+# --- HTTP server -----------------------------------------------------------------------
+
+DATE_OUT_OF_RANGE = "Value error, date value out of range"  # a 422 item's msg
+NOT_AUTHENTICATED = "Not authenticated: send HTTP Basic credentials api:<key>"
+INVALID_API_KEY = "Invalid API key"
+CLOCK_NOT_MANUAL = (  # refengine's test control, POST /refengine/clock (409)
+    "the engine clock is not manual: start the server with --clock ISO8601 "
+    "(or an Engine on a ManualClock) to set it"
+)
+
 # --- engine --------------------------------------------------------------------------
 
 UNKNOWN_FIELDS_MODE = "unknown_fields must be 'reject' or 'ignore', got {value!r}"  # refengine

@@ -55,7 +55,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, NamedTuple, TypeVar
 
 import uvicorn
@@ -71,6 +71,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import errors
 from .clock import ManualClock
 from .engine import Engine
 from .errors import InvalidRequest
@@ -98,8 +99,8 @@ from .models import (
 API_USERNAME = "api"
 """The Basic-auth username the official client sends with an API key."""
 
-FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
-OUT_OF_RANGE = "Value error, date value out of range"
+FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's, matched
+OUT_OF_RANGE = errors.DATE_OUT_OF_RANGE
 
 ResT = TypeVar("ResT", bound=BaseModel)
 
@@ -128,15 +129,11 @@ _NEG_INF = f"\x00refengine-inf{_NONCE}\x00"
 
 
 def _json_default(value: Any) -> Any:
+    # Response models are dumped in Python mode before rendering: datetimes are the
+    # only values left that JSON has no type for (any other is a bug, and says so).
     if isinstance(value, datetime):
         return value.isoformat()  # aware UTC datetimes render as "...+00:00"
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="python")
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _finite(value: Any) -> Any:
@@ -308,9 +305,9 @@ def resolve_user(
     password = credentials.password if credentials is not None else ""
     if api_keys:
         if not password:
-            raise _not_authenticated("Not authenticated: send HTTP Basic credentials api:<key>")
+            raise _not_authenticated(errors.NOT_AUTHENTICATED)
         if password not in api_keys:
-            raise _not_authenticated("Invalid API key")
+            raise _not_authenticated(errors.INVALID_API_KEY)
         configured = api_keys[password]
         if configured:
             return configured
@@ -675,10 +672,7 @@ def create_app(
         clock = served.clock
         if not isinstance(clock, ManualClock):
             return JSONBody(
-                {
-                    "reason": "the engine clock is not manual: start the server with "
-                    "--clock ISO8601 (or an Engine on a ManualClock) to set it"
-                },
+                {"reason": errors.CLOCK_NOT_MANUAL},
                 status_code=409,
             )
         try:

@@ -218,3 +218,34 @@ def test_official_client_purge_replace_schema_info(live: tuple[Any, Engine, Manu
     ]
     info = client.server_info()
     assert info.min_required_weave_python_version == "0.0.0"
+
+
+def test_weave_client_get_feedback_end_to_end(live: tuple[Any, Engine, ManualClock]) -> None:
+    """The higher-level client: a ``WeaveClient`` over the same server (no network
+    beyond 127.0.0.1, no ``weave.init``) lists, filters and fetches feedback."""
+    from weave.trace.context import weave_client_context
+    from weave.trace.feedback import Feedback
+    from weave.trace.weave_client import WeaveClient
+
+    server, engine, clock = live
+    entity, project = PROJECT.split("/")
+    client = WeaveClient(entity, project, server, ensure_project_exists=False)
+    note = {"project_id": PROJECT, "weave_ref": f"{BASE}/call/c1", "feedback_type": "wandb.note.1"}
+    engine.feedback_create({**note, "payload": {"note": "first"}})
+    clock.advance(seconds=1)
+    reaction = engine.feedback_create(
+        {**note, "feedback_type": "wandb.reaction.1", "payload": {"emoji": "👍🏽"}}
+    )
+    # What weave.init does once it has a client; the Feedback objects look it up.
+    weave_client_context.set_weave_client_global(client)
+    try:
+        rows = list(client.get_feedback())
+        assert [type(r) for r in rows] == [Feedback, Feedback]
+        assert [r.feedback_type for r in rows] == ["wandb.note.1", "wandb.reaction.1"]
+        # The client filters on payload.emoji as sent: the toned emoji, exactly.
+        assert [r.id for r in client.get_feedback(reaction="👍🏽")] == [reaction.id]
+        assert list(client.get_feedback(reaction="👍")) == []
+        by_id = list(client.get_feedback(reaction.id))
+        assert [r.payload["alias"] for r in by_id] == [":thumbs_up_medium_skin_tone:"]
+    finally:
+        weave_client_context.set_weave_client_global(None)
