@@ -21,6 +21,8 @@ Errors, as production sends them:
   that are not JSON, and the published ``ValidationError`` has only these three);
 * a semantic error (:class:`~refengine.errors.InvalidRequest`) → **400**
   ``{"reason": "..."}``;
+* a backend whose database failed (:class:`~refengine.errors.BackendUnavailable`:
+  a ClickHouse server down or timing out) → **503** ``{"reason": "..."}``;
 * missing or unknown credentials when API keys are configured → **401**
   ``{"detail": "..."}`` with ``WWW-Authenticate: Basic``.
 
@@ -71,8 +73,8 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .clock import ManualClock
-from .engine import Engine
-from .errors import InvalidRequest
+from .engine import Engine, FeedbackService
+from .errors import BackendUnavailable, InvalidRequest
 from .models import (
     FeedbackAggregateReq,
     FeedbackAggregateRes,
@@ -317,7 +319,7 @@ class _Gate:
     FastAPI validates the body models itself).
     """
 
-    def __init__(self, app: ASGIApp, engine: Engine, api_keys: Mapping[str, str | None]):
+    def __init__(self, app: ASGIApp, engine: FeedbackService, api_keys: Mapping[str, str | None]):
         self.app = app
         self.engine = engine
         self.api_keys = api_keys
@@ -359,6 +361,8 @@ def _call_engine(action: Callable[[], ResT]) -> JSONBody:
         result = action()
     except InvalidRequest as exc:
         return JSONBody({"reason": exc.reason}, status_code=400)
+    except BackendUnavailable as exc:
+        return JSONBody({"reason": exc.reason}, status_code=503)
     except ValidationError as exc:
         # Validation inside the engine (the stats request re-validated once a missing
         # end has become "now") is a request-model error like any other.
@@ -380,7 +384,7 @@ def current_user(
     credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
 ) -> str:
     """FastAPI dependency: the acting user of ``request`` (or 401)."""
-    served: Engine = request.app.state.engine
+    served: FeedbackService = request.app.state.engine
     keys: dict[str, str | None] = request.app.state.api_keys
     return resolve_user(credentials, keys, served.user_id)
 
@@ -389,12 +393,15 @@ User = Annotated[str, Depends(current_user)]
 
 
 def create_app(
-    engine: Engine | None = None, api_keys: Mapping[str, str | None] | None = None
+    engine: FeedbackService | None = None, api_keys: Mapping[str, str | None] | None = None
 ) -> FastAPI:
     """A FastAPI app serving ``engine`` (a new one on the system clock by default).
 
     ``api_keys`` maps each accepted API key to its user id (or ``None`` to derive
-    one); empty or ``None`` accepts every caller.
+    one); empty or ``None`` accepts every caller. ``engine`` may be any object with
+    the engine's four feedback methods and its ``clock``, ``user_id`` and
+    ``unknown_fields`` attributes, e.g. a
+    :class:`refengine.backends.clickhouse.ClickHouseBackend`.
     """
     served = engine if engine is not None else Engine()
     app = FastAPIOffline(

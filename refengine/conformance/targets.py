@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..clock import ManualClock
-from ..engine import Engine
-from ..errors import InvalidRequest
+from ..engine import Engine, FeedbackService
+from ..errors import BackendUnavailable, InvalidRequest
 from ..models import UnknownFields
 from .backend import JSON, Outcome, TargetUnavailable, error_message
 
@@ -40,14 +40,16 @@ class InProcessTarget:
 
     Errors become outcomes exactly as the HTTP server renders them: pydantic
     ``ValidationError`` → 422 ``{"detail": [...]}``, ``InvalidRequest`` → 400
-    ``{"reason": ...}``; anything else → 500 with the exception as the message.
+    ``{"reason": ...}``, ``BackendUnavailable`` → 503 ``{"reason": ...}``; anything
+    else → 500 with the exception as the message. ``engine`` may be any object with
+    the engine's feedback methods and a settable ``clock`` (a ClickHouse backend).
     """
 
     name = "inprocess"
 
     def __init__(
         self,
-        engine: Engine | None = None,
+        engine: FeedbackService | None = None,
         id_factory: Callable[[], str] | None = None,
         executor: str = "reference",
         unknown_fields: UnknownFields = "reject",
@@ -68,6 +70,12 @@ class InProcessTarget:
     def new_project(self) -> str:
         return f"conformance/p{next(self._projects)}"
 
+    def close(self) -> None:
+        """Close the engine if it holds resources (a ClickHouse backend does)."""
+        close = getattr(self.engine, "close", None)
+        if callable(close):
+            close()
+
     def preflight(self, wait: float) -> None:
         """Nothing to wait for in process."""
 
@@ -82,6 +90,8 @@ class InProcessTarget:
             return Outcome(422, detail, error_message(422, detail))
         except InvalidRequest as exc:
             return Outcome(400, {"reason": exc.reason}, exc.reason)
+        except BackendUnavailable as exc:  # a backend's database failed: the server's 503
+            return Outcome(503, {"reason": exc.reason}, exc.reason)
         except Exception as exc:  # a crash is a result too
             return Outcome(500, None, f"{type(exc).__name__}: {exc}")
         body: JSON = result.model_dump(mode="json")
