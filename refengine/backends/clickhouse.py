@@ -120,7 +120,8 @@ _OUTPUT_SETTINGS = (
 
 class ChdbConnection:
     """Embedded ClickHouse (``chdb``): a temporary database (``path=None``, deleted on
-    :meth:`close`) or one kept in the directory ``path``.
+    :meth:`close`) or one kept in the directory ``path``. ``max_threads`` limits the
+    threads of a query (``1``: float sums in one order, reproducible from run to run).
 
     chdb embeds one ClickHouse per process, on one path at a time: a second
     connection to another path fails (:class:`BackendUnavailable`) until the first
@@ -128,7 +129,7 @@ class ChdbConnection:
     be entered from two threads at once.
     """
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, *, max_threads: int | None = None) -> None:
         try:
             from chdb import session as chdb_session  # noqa: PLC0415 - the clickhouse extra
         except ImportError as exc:
@@ -140,6 +141,10 @@ class ChdbConnection:
         self.name = "chdb (temporary database)" if path is None else f"chdb at {path}"
         self.table = "refengine.feedback"
         self._lock = threading.Lock()
+        # One thread adds every sum in one order: the same answer on every run (several
+        # threads sum parts in whichever order they finish, as production's servers do).
+        threads = "" if max_threads is None else f", max_threads = {int(max_threads)}"
+        self._select_settings = _OUTPUT_SETTINGS + threads
         try:
             # chdb's functions carry no annotations: held as Any, checked by the tests.
             new_session: Any = chdb_session.Session
@@ -154,7 +159,7 @@ class ChdbConnection:
     def query(self, statement: str, params: Mapping[str, Any]) -> Rows:
         bound = {name: chdb_param(value) for name, value in params.items()}
         is_select = statement.lstrip().startswith(("SELECT", "WITH"))
-        text = statement + _OUTPUT_SETTINGS if is_select else statement
+        text = statement + self._select_settings if is_select else statement
         with self._lock:
             try:
                 result = self._session.query(text, "JSONCompact", params=bound)
