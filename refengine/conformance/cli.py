@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ def clickhouse_target(spec: str, unknown_fields: UnknownFields = "reject") -> In
         )
     except BackendUnavailable as exc:
         raise TargetUnavailable(exc.reason) from None
-    return InProcessTarget(engine=backend)
+    return InProcessTarget(engine=backend, project_prefix=f"conformance/{uuid.uuid4().hex[:10]}-p")
 
 
 def add_conformance_arguments(parser: argparse.ArgumentParser) -> None:

@@ -53,8 +53,12 @@ class InProcessTarget:
         id_factory: Callable[[], str] | None = None,
         executor: str = "reference",
         unknown_fields: UnknownFields = "reject",
+        project_prefix: str = "conformance/p",
     ) -> None:
         self.clock = ManualClock(DEFAULT_INSTANT)
+        # An engine passed in may already hold rows (a kept ClickHouse database, an
+        # earlier run on the same backend): a prefix of its own keeps projects fresh.
+        self._project_prefix = project_prefix
         if engine is None:
             engine = Engine(
                 clock=self.clock,
@@ -68,7 +72,7 @@ class InProcessTarget:
         self._projects = itertools.count(1)
 
     def new_project(self) -> str:
-        return f"conformance/p{next(self._projects)}"
+        return f"{self._project_prefix}{next(self._projects)}"
 
     def close(self) -> None:
         """Close the engine if it holds resources (a ClickHouse backend does)."""
