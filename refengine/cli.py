@@ -15,13 +15,13 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, Any, NoReturn, Protocol, TypeVar
 
 from . import __version__, dumpfile
 from .clock import Clock, ManualClock, SystemClock
 from .demo import Tracker, build_demo, demo_report, number, table
 from .engine import EXECUTORS, Engine
-from .errors import DumpFormatError, InvalidRequest
+from .errors import BackendUnavailable, DumpFormatError, InvalidRequest
 from .models import UNKNOWN_FIELD_MODES
 from .rows import FeedbackRow, us_to_datetime
 
@@ -103,7 +103,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_into(engine: Engine, paths: Sequence[str]) -> int:
+class RowSink(Protocol):
+    """Where loaded rows go: the engine, or a storage backend."""
+
+    def insert_rows(self, rows: Iterable[FeedbackRow]) -> None: ...
+
+
+def open_backend(spec: str, **options: Any) -> Any:
+    """The storage ``--backend`` names: ``memory`` (None: the in-memory engine), or a
+    ClickHouse backend (``chdb``, ``chdb:DIR``, ``clickhouse://...``; the clickhouse
+    extra). A spec it cannot open is a :class:`CliError`."""
+    if spec == "memory":
+        return None
+    try:
+        from .backends.clickhouse import ClickHouseBackend  # noqa: PLC0415 - optional extra
+
+        return ClickHouseBackend.open(spec, **options)
+    except BackendUnavailable as exc:
+        raise CliError(exc.reason) from None
+
+
+def _load_into(engine: RowSink, paths: Sequence[str]) -> int:
     """Load dumps into ``engine``; each file all or nothing, checked before storing.
 
     Returns how many loaded rows repeat an id loaded before them (in any of the
@@ -131,6 +151,8 @@ def _repeats_note(repeats: int) -> str:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    if args.backend != "memory":
+        return _load_backend(args)
     engine = Engine()
     repeats = _load_into(engine, args.files)
     rows = []
@@ -153,6 +175,26 @@ def cmd_load(args: argparse.Namespace) -> int:
     if rows:
         for line in table(["project", "rows", "first", "last", "types"], rows, {1, 4}):
             print(line)
+    return 0
+
+
+def _load_backend(args: argparse.Namespace) -> int:
+    """``load --backend``: check the dumps whole, then insert them into the backend."""
+    backend = open_backend(args.backend)
+    try:
+        before = len(backend)
+        repeats = _load_into(backend, args.files)
+        added = len(backend) - before
+        print(
+            f"{', '.join(args.files)}: valid, {added:,} rows loaded into {backend.connection.name} "
+            f"({len(backend):,} rows in {len(backend.projects())} project(s))"
+        )
+        if repeats:
+            print(_repeats_note(repeats))
+    except BackendUnavailable as exc:
+        raise CliError(exc.reason) from None
+    finally:
+        backend.close()
     return 0
 
 
@@ -212,17 +254,41 @@ def parse_clock(text: str) -> ManualClock:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        import uvicorn  # noqa: PLC0415 - the server extra, needed only here
+        import uvicorn  # noqa: F401, PLC0415 - the server extra, needed only here
 
-        from .server import create_app, listening_socket  # noqa: PLC0415
+        from .server import create_app  # noqa: F401, PLC0415
     except ImportError as exc:
         raise CliError(
             f"`refengine serve` needs the server extra ({exc.name or exc} is missing): "
             "pip install 'refengine[server]'"
         ) from None
     clock: Clock = args.clock if args.clock is not None else SystemClock()
-    engine = Engine(clock=clock, executor=args.executor, unknown_fields=args.unknown_fields)
-    repeats = _load_into(engine, args.data) if args.data else 0
+    backend = open_backend(args.backend, clock=clock, unknown_fields=args.unknown_fields)
+    if backend is None:
+        engine: Any = Engine(
+            clock=clock, executor=args.executor, unknown_fields=args.unknown_fields
+        )
+        served = f"{args.executor} executor"
+    else:
+        engine = backend
+        served = f"backend {backend.connection.name}"
+    try:
+        repeats = _load_into(engine, args.data) if args.data else 0
+        return _serve(args, engine, served, repeats)
+    except BackendUnavailable as exc:
+        raise CliError(exc.reason) from None
+    finally:
+        if backend is not None:
+            backend.close()
+
+
+def _serve(args: argparse.Namespace, engine: Any, served: str, repeats: int) -> int:
+    """Listen, print the banner, and serve ``engine`` (the engine or a backend)."""
+    import uvicorn  # noqa: PLC0415 - the server extra, checked by cmd_serve
+
+    from .server import create_app, listening_socket  # noqa: PLC0415
+
+    clock = engine.clock
     keys = dict(args.api_key or [])
     try:
         sock = listening_socket(args.host, args.port)
@@ -230,7 +296,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     host, port = sock.getsockname()[:2]
     where = f"[{host}]" if ":" in host else host
-    notes = [f"{len(engine):,} rows", f"{args.executor} executor"]
+    notes = [f"{len(engine):,} rows", served]
     if repeats:
         notes.append(_repeats_note(repeats))
     notes.append(f"clock fixed at {clock().isoformat()}" if args.clock else "system clock")
@@ -303,6 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(the plain row-at-a-time folds of refengine.semantics); the answers are the same",
     )
     serve.add_argument(
+        "--backend",
+        default="memory",
+        metavar="SPEC",
+        help="where rows live: 'memory' (default, the in-memory engine), 'chdb' (embedded "
+        "ClickHouse, a temporary database), 'chdb:DIR' (kept in DIR) or "
+        "clickhouse://[user[:password]@]host[:port][/database]; ClickHouse needs "
+        "refengine[clickhouse]",
+    )
+    serve.add_argument(
         "--data", action="append", metavar="ROWS.jsonl", help="preload a dump (repeatable)"
     )
     serve.add_argument(
@@ -363,6 +438,14 @@ def build_parser() -> argparse.ArgumentParser:
         "project. A bad line fails with FILE:LINE: reason and exit status 1.",
     )
     load.add_argument("files", nargs="+", metavar="ROWS.jsonl", help="dump files")
+    load.add_argument(
+        "--backend",
+        default="memory",
+        metavar="SPEC",
+        help="also insert the rows into a ClickHouse backend ('chdb:DIR' or a "
+        "clickhouse:// URL, as for serve; needs refengine[clickhouse]); default "
+        "'memory' only checks and summarises",
+    )
     load.set_defaults(run=cmd_load)
 
     _add_conformance_commands(commands)

@@ -169,6 +169,29 @@ def executor_named(name: str) -> Executor:
     return executor
 
 
+class FeedbackService(Protocol):
+    """What a server or a conformance target needs of an engine: the four feedback
+    methods and the clock, identity and unknown-fields mode they run under.
+    :class:`Engine` is one; ``refengine.backends.clickhouse.ClickHouseBackend``
+    another."""
+
+    clock: Clock
+    user_id: str
+    unknown_fields: UnknownFields
+
+    def feedback_create(self, req: FeedbackCreateReq | Mapping[str, Any]) -> FeedbackCreateRes: ...
+
+    def feedback_create_batch(
+        self, req: FeedbackCreateBatchReq | Mapping[str, Any]
+    ) -> FeedbackCreateBatchRes: ...
+
+    def feedback_aggregate(
+        self, req: FeedbackAggregateReq | Mapping[str, Any]
+    ) -> FeedbackAggregateRes: ...
+
+    def feedback_stats(self, req: FeedbackStatsReq | Mapping[str, Any]) -> FeedbackStatsRes: ...
+
+
 class Engine:
     """An in-memory trace server for the feedback endpoints.
 

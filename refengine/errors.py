@@ -29,6 +29,19 @@ class InvalidRequest(ValueError):
         self.reason = reason
 
 
+class BackendUnavailable(RuntimeError):
+    """The storage behind a backend failed to answer (HTTP 503 with ``{"reason": ...}``):
+    a ClickHouse server that is down or timed out, or a query the database refused.
+
+    Never a request error: the same request may succeed once the database is back.
+    ``error.reason`` names the backend and the database's own message.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class DumpFormatError(ValueError):
     """A JSON Lines dump that cannot be loaded; names the line and the reason."""
 
@@ -133,6 +146,7 @@ GRANULARITY_TOO_LARGE = (  # refengine: the first bucket would start before year
 # --- HTTP server -----------------------------------------------------------------------
 
 DATE_OUT_OF_RANGE = "Value error, date value out of range"  # a 422 item's msg
+ENDPOINT_NOT_SUPPORTED = "{backend} does not implement {name} yet"  # HTTP 501
 NOT_AUTHENTICATED = "Not authenticated: send HTTP Basic credentials api:<key>"
 INVALID_API_KEY = "Invalid API key"
 CLOCK_NOT_MANUAL = (  # refengine's test control, POST /refengine/clock (409)
@@ -144,6 +158,18 @@ CLOCK_NOT_MANUAL = (  # refengine's test control, POST /refengine/clock (409)
 
 UNKNOWN_FIELDS_MODE = "unknown_fields must be 'reject' or 'ignore', got {value!r}"  # refengine
 UNKNOWN_EXECUTOR = "unknown executor {name!r}: expected one of {choices}"
+
+# --- backends (refengine[clickhouse]) -----------------------------------------------
+
+BACKEND_FAILED = "{backend} failed: {detail}"  # refengine: HTTP 503
+BACKEND_EXTRA_MISSING = (  # refengine
+    "the {backend} backend needs the clickhouse extra ({missing} is missing): "
+    "pip install 'refengine[clickhouse]'"
+)
+BACKEND_BAD_SPEC = (  # refengine
+    "unknown backend {spec!r}: expected 'memory', 'chdb', 'chdb:DIR' or a "
+    "clickhouse://[user[:password]@]host[:port][/database] URL"
+)
 
 LOAD_BAD_JSON = "not valid JSON: {detail}"
 LOAD_BAD_ROW = "not a feedback row: {detail}"

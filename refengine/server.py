@@ -21,6 +21,8 @@ Errors, as production sends them:
   that are not JSON, and the published ``ValidationError`` has only these three);
 * a semantic error (:class:`~refengine.errors.InvalidRequest`) → **400**
   ``{"reason": "..."}``;
+* a backend whose database failed (:class:`~refengine.errors.BackendUnavailable`:
+  a ClickHouse server down or timing out) → **503** ``{"reason": "..."}``;
 * missing or unknown credentials when API keys are configured → **401**
   ``{"detail": "..."}`` with ``WWW-Authenticate: Basic``.
 
@@ -73,8 +75,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import errors
 from .clock import ManualClock
-from .engine import Engine
-from .errors import InvalidRequest
+from .engine import Engine, FeedbackService
+from .errors import BackendUnavailable, InvalidRequest, format_message
 from .models import (
     FeedbackAggregateReq,
     FeedbackAggregateRes,
@@ -321,28 +323,44 @@ def resolve_user(
 # --- the endpoints' work, shared by the FastAPI routes and the direct path ----------
 
 
-def _create(engine: Engine, req: FeedbackCreateReq, user: str) -> FeedbackCreateRes:
+def _family_call(served: FeedbackService, name: str, *args: Any) -> Response:
+    """Call ``served.<name>(*args)`` as :func:`_call_engine` does; a backend without
+    that method (one that implements only the four core endpoints) answers 501."""
+    method = getattr(served, name, None)
+    if method is None:
+        reason = format_message(
+            errors.ENDPOINT_NOT_SUPPORTED, name=name, backend=type(served).__name__
+        )
+        return JSONBody({"reason": reason}, status_code=501)
+    return _call_engine(lambda: method(*args))
+
+
+def _create(engine: FeedbackService, req: FeedbackCreateReq, user: str) -> FeedbackCreateRes:
     return engine.feedback_create(req.model_copy(update={"wb_user_id": user}))
 
 
-def _create_batch(engine: Engine, req: FeedbackCreateBatchReq, user: str) -> FeedbackCreateBatchRes:
+def _create_batch(
+    engine: FeedbackService, req: FeedbackCreateBatchReq, user: str
+) -> FeedbackCreateBatchRes:
     request = FeedbackCreateBatchReq(
         batch=[item.model_copy(update={"wb_user_id": user}) for item in req.batch]
     )
     return engine.feedback_create_batch(request)
 
 
-def _aggregate(engine: Engine, req: FeedbackAggregateReq, user: str) -> FeedbackAggregateRes:
+def _aggregate(
+    engine: FeedbackService, req: FeedbackAggregateReq, user: str
+) -> FeedbackAggregateRes:
     return engine.feedback_aggregate(req)
 
 
-def _stats(engine: Engine, req: FeedbackStatsReq, user: str) -> FeedbackStatsRes:
+def _stats(engine: FeedbackService, req: FeedbackStatsReq, user: str) -> FeedbackStatsRes:
     return engine.feedback_stats(req)
 
 
 class _Endpoint(NamedTuple):
     model: type[BaseModel]
-    run: Callable[[Engine, Any, str], BaseModel]
+    run: Callable[[FeedbackService, Any, str], BaseModel]
     inline: bool
     """Run on the event loop: short whatever the request (one create). The others
     can take long, and run in the thread pool so they hold up no other request."""
@@ -409,7 +427,7 @@ class _Gate:
     replayed, so every error response stays FastAPI's own.
     """
 
-    def __init__(self, app: ASGIApp, engine: Engine, api_keys: Mapping[str, str | None]):
+    def __init__(self, app: ASGIApp, engine: FeedbackService, api_keys: Mapping[str, str | None]):
         self.app = app
         self.engine = engine
         self.api_keys = api_keys
@@ -486,6 +504,8 @@ def _call_engine(action: Callable[[], ResT]) -> JSONBody:
         result = action()
     except InvalidRequest as exc:
         return JSONBody({"reason": exc.reason}, status_code=400)
+    except BackendUnavailable as exc:
+        return JSONBody({"reason": exc.reason}, status_code=503)
     except ValidationError as exc:
         # Validation inside the engine (the stats request re-validated once a missing
         # end has become "now") is a request-model error like any other.
@@ -509,7 +529,7 @@ async def current_user(
     """FastAPI dependency: the acting user of ``request`` (or 401). Asynchronous
     because it never blocks: FastAPI would run a plain function in its thread pool,
     a thread hop per request."""
-    served: Engine = request.app.state.engine
+    served: FeedbackService = request.app.state.engine
     keys: dict[str, str | None] = request.app.state.api_keys
     return resolve_user(credentials, keys, served.user_id)
 
@@ -518,12 +538,15 @@ User = Annotated[str, Depends(current_user)]
 
 
 def create_app(
-    engine: Engine | None = None, api_keys: Mapping[str, str | None] | None = None
+    engine: FeedbackService | None = None, api_keys: Mapping[str, str | None] | None = None
 ) -> FastAPI:
     """A FastAPI app serving ``engine`` (a new one on the system clock by default).
 
     ``api_keys`` maps each accepted API key to its user id (or ``None`` to derive
-    one); empty or ``None`` accepts every caller.
+    one); empty or ``None`` accepts every caller. ``engine`` may be any object with
+    the engine's four feedback methods and its ``clock``, ``user_id`` and
+    ``unknown_fields`` attributes, e.g. a
+    :class:`refengine.backends.clickhouse.ClickHouseBackend`.
     """
     served = engine if engine is not None else Engine()
     app = FastAPIOffline(
@@ -606,7 +629,7 @@ def create_app(
     )
     def feedback_query(req: FeedbackQueryReq, user: User) -> Response:
         """Query feedback: filter, sort, page and project the rows of a project."""
-        return _call_engine(lambda: served.feedback_query(req))
+        return _family_call(served, "feedback_query", req)
 
     @app.post(
         "/feedback/purge",
@@ -618,7 +641,7 @@ def create_app(
     )
     def feedback_purge(req: FeedbackPurgeReq, user: User) -> Response:
         """Permanently delete feedback by id."""
-        return _call_engine(lambda: served.feedback_purge(req))
+        return _family_call(served, "feedback_purge", req)
 
     @app.post(
         "/feedback/replace",
@@ -631,7 +654,7 @@ def create_app(
     def feedback_replace(req: FeedbackReplaceReq, user: User) -> Response:
         """Replace a feedback row by a new one (validated in full before removing)."""
         request = req.model_copy(update={"wb_user_id": user})
-        return _call_engine(lambda: served.feedback_replace(request))
+        return _family_call(served, "feedback_replace", request)
 
     @app.post(
         "/feedback/payload_schema",
@@ -643,7 +666,7 @@ def create_app(
     )
     def feedback_payload_schema(req: FeedbackPayloadSchemaReq, user: User) -> Response:
         """The json_paths of a project's payloads and their value types."""
-        return _call_engine(lambda: served.feedback_payload_schema(req))
+        return _family_call(served, "feedback_payload_schema", req)
 
     @app.get(
         "/server_info",
@@ -654,7 +677,7 @@ def create_app(
     )
     def server_info(user: User) -> Response:
         """The minimum client version and this server's version."""
-        return _call_engine(served.server_info)
+        return _family_call(served, "server_info")
 
     @app.get("/health", tags=["Service"], summary="Health")
     async def health() -> dict[str, str]:

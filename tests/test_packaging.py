@@ -60,6 +60,7 @@ def test_the_wheel_ships_the_catalogue(tmp_path: Path) -> None:
         "refengine/spec/cases.schema.json",
         "refengine/spec/cases/INDEX.md",
         *(f"refengine/spec/cases/{p.name}" for p in (ROOT / "spec" / "cases").glob("*.json")),
+        *(f"refengine/spec/skips/{p.name}" for p in (ROOT / "spec" / "skips").glob("*.json")),
     ]
     assert set(spec_files) <= names
     assert not any(name.startswith("spec/") for name in names)

@@ -882,3 +882,27 @@ def test_the_direct_path_answers_byte_for_byte_as_the_routes_do(
             assert a.headers.items() == b.headers.items(), (path, body)
     # every request the models accept, none of the others (FastAPI words their 422)
     assert len(answered) == 11
+
+
+class CoreOnly:
+    """A backend with only the four core methods (as the ClickHouse one is so far)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.clock = engine.clock
+        self.user_id = engine.user_id
+        self.unknown_fields = engine.unknown_fields
+        self.feedback_create = engine.feedback_create
+        self.feedback_create_batch = engine.feedback_create_batch
+        self.feedback_aggregate = engine.feedback_aggregate
+        self.feedback_stats = engine.feedback_stats
+
+
+def test_a_backend_without_the_rest_of_the_family_answers_501(engine: Engine) -> None:
+    with TestClient(create_app(CoreOnly(engine))) as client:  # type: ignore[arg-type]
+        assert client.post("/feedback/create", json=note(0)).status_code == 200
+        res = client.post("/feedback/query", json={"project_id": PROJECT})
+        assert res.status_code == 501
+        assert res.json() == {"reason": "CoreOnly does not implement feedback_query yet"}
+        assert client.get("/server_info").status_code == 501
+    assert len(engine) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from ..models import UNKNOWN_FIELD_MODES, UnknownFields
 from .backend import Backend, ConformanceError, TargetUnavailable
 from .cases import CASES_DIR, add_cases_arguments, cases_command, load_catalogue, selected
 from .runner import load_skips, report, run_catalogue, run_differential, write_junit
-from .targets import HttpTarget, InProcessTarget
+from .targets import HttpTarget, InProcessTarget, counting_ids
 
 DEFAULT_EXAMPLES = 50
 DEFAULT_WAIT = 30.0
@@ -26,12 +27,33 @@ def make_target(
     spec: str, api_key: str | None, unknown_fields: UnknownFields = "reject"
 ) -> Backend:
     """``inprocess`` (the fast executor in ``unknown_fields`` mode, checked against the
-    reference oracle) or an ``http(s)://host:port`` base URL."""
+    reference oracle), a ClickHouse backend in process (``chdb``, ``chdb:DIR``,
+    ``clickhouse://...``; the clickhouse extra) or an ``http(s)://host:port`` base URL."""
     if spec == "inprocess":
         return InProcessTarget(executor="fast", unknown_fields=unknown_fields)
+    if spec == "chdb" or spec.startswith(("chdb:", "clickhouse://", "clickhouses://")):
+        return clickhouse_target(spec, unknown_fields)
     if spec.startswith(("http://", "https://")):
         return HttpTarget(spec, api_key)
-    raise ConformanceError(f"--target must be 'inprocess' or an http(s):// URL, got {spec!r}")
+    raise ConformanceError(
+        "--target must be 'inprocess' or an http(s):// URL (or, with refengine[clickhouse], "
+        f"'chdb', 'chdb:DIR' or a clickhouse:// URL), got {spec!r}"
+    )
+
+
+def clickhouse_target(spec: str, unknown_fields: UnknownFields = "reject") -> InProcessTarget:
+    """The ClickHouse backend ``spec`` names, in process, with the kit's clock and
+    deterministic ids; a backend that cannot be opened is :class:`TargetUnavailable`."""
+    from ..backends.clickhouse import ClickHouseBackend  # noqa: PLC0415 - optional extra
+    from ..errors import BackendUnavailable  # noqa: PLC0415
+
+    try:
+        backend = ClickHouseBackend.open(
+            spec, id_factory=counting_ids(), unknown_fields=unknown_fields
+        )
+    except BackendUnavailable as exc:
+        raise TargetUnavailable(exc.reason) from None
+    return InProcessTarget(engine=backend, project_prefix=f"conformance/{uuid.uuid4().hex[:10]}-p")
 
 
 def add_conformance_arguments(parser: argparse.ArgumentParser) -> None:

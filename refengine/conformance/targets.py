@@ -11,9 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .. import errors
 from ..clock import ManualClock
-from ..engine import Engine
-from ..errors import InvalidRequest
+from ..engine import Engine, FeedbackService
+from ..errors import BackendUnavailable, InvalidRequest, format_message
 from ..models import UnknownFields
 from .backend import JSON, Outcome, TargetUnavailable, error_message
 
@@ -40,19 +41,25 @@ class InProcessTarget:
 
     Errors become outcomes exactly as the HTTP server renders them: pydantic
     ``ValidationError`` → 422 ``{"detail": [...]}``, ``InvalidRequest`` → 400
-    ``{"reason": ...}``; anything else → 500 with the exception as the message.
+    ``{"reason": ...}``, ``BackendUnavailable`` → 503 ``{"reason": ...}``; anything
+    else → 500 with the exception as the message. ``engine`` may be any object with
+    the engine's feedback methods and a settable ``clock`` (a ClickHouse backend).
     """
 
     name = "inprocess"
 
     def __init__(
         self,
-        engine: Engine | None = None,
+        engine: FeedbackService | None = None,
         id_factory: Callable[[], str] | None = None,
         executor: str = "reference",
         unknown_fields: UnknownFields = "reject",
+        project_prefix: str = "conformance/p",
     ) -> None:
         self.clock = ManualClock(DEFAULT_INSTANT)
+        # An engine passed in may already hold rows (a kept ClickHouse database, an
+        # earlier run on the same backend): a prefix of its own keeps projects fresh.
+        self._project_prefix = project_prefix
         if engine is None:
             engine = Engine(
                 clock=self.clock,
@@ -66,7 +73,13 @@ class InProcessTarget:
         self._projects = itertools.count(1)
 
     def new_project(self) -> str:
-        return f"conformance/p{next(self._projects)}"
+        return f"{self._project_prefix}{next(self._projects)}"
+
+    def close(self) -> None:
+        """Close the engine if it holds resources (a ClickHouse backend does)."""
+        close = getattr(self.engine, "close", None)
+        if callable(close):
+            close()
 
     def preflight(self, wait: float) -> None:
         """Nothing to wait for in process."""
@@ -82,6 +95,8 @@ class InProcessTarget:
             return Outcome(422, detail, error_message(422, detail))
         except InvalidRequest as exc:
             return Outcome(400, {"reason": exc.reason}, exc.reason)
+        except BackendUnavailable as exc:  # a backend's database failed: the server's 503
+            return Outcome(503, {"reason": exc.reason}, exc.reason)
         except Exception as exc:  # a crash is a result too
             return Outcome(500, None, f"{type(exc).__name__}: {exc}")
         body: JSON = result.model_dump(mode="json")
@@ -99,20 +114,33 @@ class InProcessTarget:
     def feedback_stats(self, request: dict[str, Any]) -> Outcome:
         return self._run(self.engine.feedback_stats, request)
 
+    def _family(self, name: str, request: Any) -> Outcome:
+        """The rest of the family, on an engine that may lack it (a backend that
+        implements only the four core methods answers 501, as its server does)."""
+        method = getattr(self.engine, name, None)
+        if method is None:
+            reason = format_message(
+                errors.ENDPOINT_NOT_SUPPORTED, name=name, backend=type(self.engine).__name__
+            )
+            return Outcome(501, {"reason": reason}, reason)
+        if request is None:
+            return self._run(lambda _request: method(), None)
+        return self._run(method, request)
+
     def feedback_query(self, request: dict[str, Any]) -> Outcome:
-        return self._run(self.engine.feedback_query, request)
+        return self._family("feedback_query", request)
 
     def feedback_purge(self, request: dict[str, Any]) -> Outcome:
-        return self._run(self.engine.feedback_purge, request)
+        return self._family("feedback_purge", request)
 
     def feedback_replace(self, request: dict[str, Any]) -> Outcome:
-        return self._run(self.engine.feedback_replace, request)
+        return self._family("feedback_replace", request)
 
     def feedback_payload_schema(self, request: dict[str, Any]) -> Outcome:
-        return self._run(self.engine.feedback_payload_schema, request)
+        return self._family("feedback_payload_schema", request)
 
     def server_info(self) -> Outcome:
-        return self._run(lambda _request: self.engine.server_info(), None)
+        return self._family("server_info", None)
 
 
 PATHS = {

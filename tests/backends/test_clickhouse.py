@@ -1,0 +1,246 @@
+"""The ClickHouse backend on embedded ClickHouse (chdb): the case catalogue passes with
+only the documented skips, the differential agrees with the oracle, writes are all or
+nothing, failures are 503s, and production's own behaviour shows where refengine
+decides otherwise. Skipped as a whole when the clickhouse extra is not installed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+pytest.importorskip("chdb")
+
+from refengine import Engine, InvalidRequest, ManualClock
+from refengine.backends.clickhouse import ChdbConnection, ClickHouseBackend, connect
+from refengine.conformance.cases import SEMANTICS_PATH, load_catalogue
+from refengine.conformance.runner import load_skips, run_catalogue, run_differential
+from refengine.conformance.targets import InProcessTarget, counting_ids
+from refengine.errors import BackendUnavailable
+
+ROOT = Path(__file__).resolve().parents[2]
+SKIPS = ROOT / "spec" / "skips" / "chdb.json"
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[ClickHouseBackend]:
+    # chdb embeds one ClickHouse per process: one temporary database for the module,
+    # each test in projects of its own.
+    # max_threads=1: sums added in one order, so a difference found reproduces.
+    connection = ChdbConnection(max_threads=1)
+    b = ClickHouseBackend(connection, clock=ManualClock("2024-05-01T12:00:00Z"))
+    yield b
+    b.close()
+
+
+def fresh_target(backend: ClickHouseBackend) -> InProcessTarget:
+    """A kit target on the shared backend whose projects no earlier test used."""
+    return InProcessTarget(engine=backend, project_prefix=f"conformance/{uuid.uuid4().hex}-p")
+
+
+def _create(project: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "project_id": project,
+        "weave_ref": f"weave:///{project}/call/c1",
+        "feedback_type": "custom",
+        "payload": {},
+        **fields,
+    }
+
+
+def test_the_catalogue_passes_with_only_the_documented_skips(backend: ClickHouseBackend) -> None:
+    backend.clock = ManualClock("2024-01-01T00:00:00Z")
+    backend._id_factory = counting_ids()
+    skips = load_skips(SKIPS)
+    results = run_catalogue(fresh_target(backend), load_catalogue(), skips=skips)
+    failing = {r.case_id: r.first_problem() for r in results if not r.passed}
+    assert set(failing) == set(skips), failing  # every skip still deviates; nothing else fails
+    headings = SEMANTICS_PATH.read_text(encoding="utf-8")
+    for skip in skips.values():
+        # each entry names the spec deviation that explains it
+        assert "Deviations from production" in skip.note
+        quoted = skip.note.split("'")[1]
+        assert quoted in headings, quoted
+
+
+# Zones whose UTC offset has not always been a whole number of hours (spec/SEMANTICS.md,
+# Stats / Deviations from production, "Epoch alignment in every zone").
+LOCAL_MIDNIGHT_ZONES = {"Asia/Kolkata", "Asia/Kathmandu", "Australia/Adelaide"}
+
+
+def documented_deviation(request: dict[str, Any]) -> str | None:
+    """The stats deviation a request exercises on this backend, if any."""
+    metrics = request.get("metrics") or []
+    if any(not float(p).is_integer() for m in metrics for p in m.get("percentiles", [])):
+        return "Fractional percentile keys"
+    granularity = request.get("granularity") or 0
+    if request.get("timezone") in LOCAL_MIDNIGHT_ZONES and granularity % 60:
+        return "Epoch alignment in every zone"
+    return None
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="open finding (issue 16 report): in some runs the differential meets a stats "
+    "bucket whose categorical count is 0 on ClickHouse and 1 in refengine; not yet explained",
+)
+def test_the_differential_agrees_but_for_documented_deviations(
+    backend: ClickHouseBackend,
+) -> None:
+    # The workload draws fractional percentiles and odd granularities in Kolkata and
+    # Adelaide, which this backend answers as production does; a difference is
+    # allowed only in a request exercising one of those two deviations.
+    backend.clock = ManualClock("2024-01-01T00:00:00Z")
+    result = run_differential(fresh_target(backend), 25, seed=16)
+    assert result.error is None, result.error
+    if not result.passed:
+        assert result.case is not None
+        failing = result.case["steps"][-1]["request"]
+        problem = result.diffs[0].render(limit=300)
+        assert documented_deviation(failing) is not None, (problem, result.case)
+
+
+def test_a_rejected_batch_writes_nothing(backend: ClickHouseBackend) -> None:
+    project = "acme/batch"
+    good = _create(project)
+    bad = _create(project, feedback_type="wandb.note.1")  # no payload.note
+    with pytest.raises(InvalidRequest, match="Invalid payload"):
+        backend.feedback_create_batch({"batch": [good, good, bad]})
+    with pytest.raises(ValidationError):
+        backend.feedback_create_batch({"batch": [good, {"project_id": project}]})
+    assert project not in backend.projects()
+    res = backend.feedback_create_batch({"batch": [good, good]})
+    assert len(res.res) == 2
+    total = backend.feedback_aggregate({"project_id": project, "after_ms": 0, "before_ms": 2**41})
+    assert total.buckets[0].total_count == 2
+
+
+def test_rejections_match_the_engine(backend: ClickHouseBackend) -> None:
+    engine = Engine()
+    bad = [
+        ("feedback_stats", {"project_id": "p", "start": "2024-05-01T00:00:00Z",
+                            "metrics": [{"json_path": "a-b"}]}),
+        ("feedback_aggregate", {"project_id": "p", "after_ms": 5, "before_ms": 5}),
+        ("feedback_create", _create("p", runnable_ref="weave:///p/object/x:1")),
+    ]  # fmt: skip
+    for method, request in bad:
+        errors = []
+        for target in (engine, backend):
+            with pytest.raises((InvalidRequest, ValidationError)) as info:
+                getattr(target, method)(request)
+            errors.append((type(info.value), str(info.value).splitlines()[-1]))
+        assert errors[0] == errors[1]
+
+
+def test_strings_are_stored_and_matched_exactly(backend: ClickHouseBackend) -> None:
+    project = "acme/strings"
+    backend.clock = ManualClock("2024-05-01T00:00:00Z")
+    nasty = "it's \\ a\n\t'; DROP TABLE feedback; -- é👍 {x:String}"
+    backend.feedback_create(_create(project, span_agent_name=nasty, payload={"note": nasty}))
+    backend.feedback_create(_create(project, span_agent_name="plain"))
+    res = backend.feedback_aggregate(
+        {"project_id": project, "after_ms": 1714521600000, "before_ms": 1714521600001,
+         "span_agent_names": [nasty], "group_by": ["span_agent_name"]}
+    )  # fmt: skip
+    assert [(b.group, b.total_count) for b in res.buckets] == [({"span_agent_name": nasty}, 1)]
+
+
+def test_a_database_failure_is_backend_unavailable_and_a_503(backend: ClickHouseBackend) -> None:
+    from fastapi.testclient import TestClient
+
+    from refengine.server import create_app
+
+    broken = ClickHouseBackend(backend.connection)
+    broken.connection = _MissingTable(backend.connection)
+    with pytest.raises(BackendUnavailable, match="chdb"):
+        broken.feedback_create(_create("acme/broken"))
+    client = TestClient(create_app(broken))
+    response = client.post(
+        "/feedback/aggregate", json={"project_id": "p", "after_ms": 0, "before_ms": 1}
+    )
+    assert response.status_code == 503
+    assert "failed" in response.json()["reason"]
+
+
+class _MissingTable:
+    """The module's connection, pointed at a table that does not exist."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name, self.table = inner, inner.name, "refengine.no_such_table"
+
+    def query(self, statement: str, params: Any) -> Any:
+        return self.inner.query(statement, params)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_bad_backend_spec_is_refused() -> None:
+    with pytest.raises(BackendUnavailable, match="unknown backend"):
+        connect("mysql://x")
+
+
+def test_local_midnight_buckets_as_in_production(backend: ClickHouseBackend) -> None:
+    # Stats / Deviations from production, "Epoch alignment in every zone": with g=77 in
+    # Asia/Kolkata ClickHouse counts from local midnight; refengine aligns to the epoch.
+    project = "acme/kolkata"
+    clock = ManualClock("2024-03-10T00:00:10Z")
+    backend.clock = clock
+    engine = Engine(clock=clock)
+    for target in (backend, engine):
+        target.feedback_create(_create(project, payload={"v": 1.0}))
+    request = {"project_id": project, "start": "2024-03-10T00:00:00Z",
+               "end": "2024-03-10T00:10:00Z", "granularity": 77, "timezone": "Asia/Kolkata",
+               "metrics": [{"json_path": "v", "aggregations": ["count"]}]}  # fmt: skip
+    ours, theirs = engine.feedback_stats(request), backend.feedback_stats(request)
+    assert ours.buckets[0]["timestamp"] != theirs.buckets[0]["timestamp"]
+    assert sum(b["count"] for b in ours.buckets) == 1
+
+
+def test_window_stats_mis_split_as_in_production(backend: ClickHouseBackend) -> None:
+    # Stats / Deviations from production, "window_stats keys".
+    project = "acme/missplit"
+    backend.clock = ManualClock("2024-05-01T00:00:10Z")
+    backend.feedback_create(_create(project, payload={"true": {"x": 1}}))
+    request = {"project_id": project, "start": "2024-05-01T00:00:00Z",
+               "end": "2024-05-01T01:00:00Z",
+               "metrics": [{"json_path": "true.x", "aggregations": ["count"]}]}  # fmt: skip
+    assert backend.feedback_stats(request).window_stats == {"x": {"count_true": 1.0}}
+    assert Engine().feedback_stats(request).window_stats == {"true_x": {"count": None}}
+
+
+def test_the_skip_file_is_valid_json_with_notes() -> None:
+    entries = json.loads(SKIPS.read_text(encoding="utf-8"))
+    assert entries and all(entry["note"] for entry in entries)
+
+
+def test_load_into_a_kept_directory_accumulates(tmp_path: Path) -> None:
+    # A process of its own: chdb holds one database directory per process.
+    import subprocess
+    import sys
+
+    dump = tmp_path / "rows.jsonl"
+    store = tmp_path / "store"
+    cli = [sys.executable, "-m", "refengine"]
+    subprocess.run([*cli, "dump", "--demo", "--rows", "40", str(dump)], check=True)
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [*cli, "load", "--backend", f"chdb:{store}", str(dump)],
+            capture_output=True, text=True, timeout=300, check=True,
+        )  # fmt: skip
+        outputs.append(done.stdout)
+    assert "40 rows loaded" in outputs[0] and "(40 rows in 1 project(s))" in outputs[0]
+    assert "(80 rows in 1 project(s))" in outputs[1]
+    bad = subprocess.run(
+        [*cli, "load", "--backend", "nosuch", str(dump)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1 and bad.stderr.startswith("refengine: error: unknown backend")
