@@ -59,10 +59,16 @@ from .models import (
     UnknownFields,
     unknown_fields,
 )
-from .rows import FeedbackRow, with_id
+from .rows import FeedbackRow
 from .semantics import aggregate, feedback_query, payload_schema, purge, replace, server_info, stats
 from .semantics.aggregate import AggregatePlan
-from .semantics.create import IdFactory, PreparedCreate, check_batch_size, prepare_row, uuid7
+from .semantics.create import (
+    IdFactory,
+    PreparedCreate,
+    check_batch_size,
+    prepare_row,
+    rows_with_ids,
+)
 from .semantics.feedback_query import QueryPlan
 from .semantics.stats import StatsPlan
 from .store import ProjectStore
@@ -271,21 +277,12 @@ class Engine:
         return prepare_row(request, now=self.clock(), default_user_id=self.user_id)
 
     def _store_prepared(self, prepared: list[PreparedCreate]) -> list[FeedbackRow]:
-        """The second phase of a create: under the lock, draw the missing ids (all of
-        them before the first insert, so an ``id_factory`` that fails stores
-        nothing), then store the rows."""
+        """The second phase of a create: under the lock, draw the missing ids
+        (:func:`refengine.semantics.create.rows_with_ids`), then store the rows."""
         with self._lock:
-            rows = [
-                with_id(p.row, self._new_id(p.row.created_at_ms)) if p.needs_id else p.row
-                for p in prepared
-            ]
+            rows = rows_with_ids(prepared, self._id_factory)
             self._store(rows)
         return rows
-
-    def _new_id(self, created_at_ms: int) -> str:
-        """A new id: from ``id_factory``, or a UUIDv7 stamped with ``created_at_ms``."""
-        factory = self._id_factory
-        return uuid7(created_at_ms) if factory is None else factory()
 
     # --- queries ---------------------------------------------------------------------
 

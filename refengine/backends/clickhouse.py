@@ -51,9 +51,9 @@ from ..models import (
     FeedbackStatsRes,
     UnknownFields,
 )
-from ..rows import FeedbackRow, with_id
+from ..rows import FeedbackRow
 from ..semantics import aggregate, stats
-from ..semantics.create import IdFactory, PreparedCreate, prepare_row, uuid7
+from ..semantics.create import IdFactory, PreparedCreate, prepare_row, rows_with_ids
 from ..semantics.stats import AGGREGATIONS, StatsPlan
 from ..semantics.stats_time import render_timestamp
 from . import clickhouse_sql as sql
@@ -325,16 +325,9 @@ class ClickHouseBackend:
     def _store_prepared(self, prepared: list[PreparedCreate]) -> list[FeedbackRow]:
         # Every id is drawn before the INSERT, so a failing id_factory writes nothing.
         with self._write_lock:
-            rows = [
-                with_id(p.row, self._new_id(p.row.created_at_ms)) if p.needs_id else p.row
-                for p in prepared
-            ]
+            rows = rows_with_ids(prepared, self._id_factory)
             self.insert_rows(rows)
         return rows
-
-    def _new_id(self, created_at_ms: int) -> str:
-        factory = self._id_factory
-        return uuid7(created_at_ms) if factory is None else factory()
 
     def insert_rows(self, rows: Iterable[FeedbackRow]) -> None:
         """Store rows that are already built (a dump, a bulk generator) in one INSERT;

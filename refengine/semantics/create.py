@@ -35,7 +35,7 @@ from .. import errors
 from ..errors import InvalidRequest, format_message
 from ..models import FeedbackCreateReq, FeedbackCreateRes
 from ..refs import ParsedRef, is_call_ref, parse_agent_ref, parse_ref
-from ..rows import STATUS_CODES, FeedbackRow, build_row, datetime_to_us, payload_text
+from ..rows import STATUS_CODES, FeedbackRow, build_row, datetime_to_us, payload_text, with_id
 
 MAX_PAYLOAD_CHARS = 1 << 20  # 1 MiB of json.dumps output
 MAX_BATCH_ITEMS = 10_000
@@ -122,6 +122,21 @@ def uuid7(ms: int | None = None) -> str:
     value = (ms << 80 | random.getrandbits(80)) & _UUID7_KEEP
     h = (value | _UUID7_SET).to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def rows_with_ids(
+    prepared: list[PreparedCreate], id_factory: IdFactory | None
+) -> list[FeedbackRow]:
+    """Create / Batches, the second phase: the rows to store, each missing id drawn
+    in order (from ``id_factory``, else a UUIDv7 stamped with the row's
+    ``created_at``), every id before any row is stored, so a factory that fails
+    stores nothing. The caller holds its write lock. ``O(m)`` for ``m`` rows."""
+    return [
+        with_id(p.row, uuid7(p.row.created_at_ms) if id_factory is None else id_factory())
+        if p.needs_id
+        else p.row
+        for p in prepared
+    ]
 
 
 _UUID7_MAX_MS = (1 << 48) - 1
