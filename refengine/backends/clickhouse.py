@@ -53,7 +53,13 @@ from ..models import (
 )
 from ..rows import FeedbackRow
 from ..semantics import aggregate, stats
-from ..semantics.create import IdFactory, PreparedCreate, prepare_row, rows_with_ids
+from ..semantics.create import (
+    IdFactory,
+    PreparedCreate,
+    check_batch_size,
+    prepare_row,
+    rows_with_ids,
+)
 from ..semantics.stats import AGGREGATIONS, StatsPlan
 from ..semantics.stats_time import render_timestamp
 from . import clickhouse_sql as sql
@@ -313,6 +319,7 @@ class ClickHouseBackend:
         """Every item validated first, then all written by one INSERT, or none
         (spec/SEMANTICS.md, "Create / Batches")."""
         request = coerce_request(FeedbackCreateBatchReq, req, self.unknown_fields)
+        check_batch_size(len(request.batch))  # the engine's limit, the same 400
         prepared = [self._prepare(item) for item in request.batch]
         rows = self._store_prepared(prepared)
         return FeedbackCreateBatchRes(

@@ -120,6 +120,17 @@ def test_a_rejected_batch_writes_nothing(backend: ClickHouseBackend) -> None:
     assert total.buckets[0].total_count == 2
 
 
+def test_the_batch_limit_is_the_engines(backend: ClickHouseBackend) -> None:
+    project = "acme/batch-limit"
+    too_many = {"batch": [_create(project)] * 10_001}
+    with pytest.raises(InvalidRequest) as on_backend:
+        backend.feedback_create_batch(too_many)
+    with pytest.raises(InvalidRequest) as on_engine:
+        Engine().feedback_create_batch(too_many)
+    assert on_backend.value.reason == on_engine.value.reason
+    assert project not in backend.projects()
+
+
 def test_rejections_match_the_engine(backend: ClickHouseBackend) -> None:
     engine = Engine()
     bad = [
