@@ -63,6 +63,14 @@ class Guarded(Generic[IndexT]):
             self.index.check(store.rows)
 
 
+def _catch_up(index: AggregateIndex | KeyIndex, store: ProjectStore) -> None:
+    """Bring ``index`` up to the store's rows (the caller holds the index's lock):
+    only copying the rows it lacks holds the store's lock, the work runs outside."""
+    with store.lock:
+        from_ms, new_rows = index.pending(store.rows)
+    index.catch_up(from_ms, new_rows)
+
+
 def guarded_aggregate_index(store: ProjectStore) -> Guarded[AggregateIndex]:
     """The store's aggregate index with its lock (made empty the first time)."""
     return store.derived("aggregate_index", lambda: Guarded(AggregateIndex()))
@@ -88,12 +96,9 @@ def key_rows(store: ProjectStore, column: str, value: str) -> list[FeedbackRow]:
     ``m`` rows it lacks holds the engine lock.
     """
     guarded = guarded_key_index(store)
-    index = guarded.index
     with guarded.lock:
-        with store.lock:
-            from_ms, new_rows = index.pending(store.rows)
-        index.catch_up(from_ms, new_rows)
-        return index.rows_with(column, value)
+        _catch_up(guarded.index, store)
+        return guarded.index.rows_with(column, value)
 
 
 @contextmanager
@@ -116,9 +121,7 @@ def aggregate_view(
     guarded = guarded_aggregate_index(store)
     index = guarded.index
     with guarded.lock:
-        with store.lock:
-            from_ms, new_rows = index.pending(store.rows)
-        index.catch_up(from_ms, new_rows)
+        _catch_up(index, store)
         views = []
         for key, part in index.partitions(dims).items():
             lo, hi = part.span(after_ms, before_ms)
