@@ -1,9 +1,13 @@
-"""The HTTP server: the four feedback endpoints behind their production URLs.
+"""The HTTP server: the feedback endpoints behind their production URLs.
 
 ``create_app(engine, api_keys)`` returns a FastAPI application serving
 
-* ``POST /feedback/create``, ``POST /feedback/batch/create``,
-  ``POST /feedback/aggregate``, ``POST /feedback/stats`` — the published bodies;
+* ``POST /feedback/create``, ``/feedback/batch/create``, ``/feedback/aggregate``,
+  ``/feedback/stats``, ``/feedback/query``, ``/feedback/purge``,
+  ``/feedback/replace``, ``/feedback/payload_schema`` — the published bodies (one
+  table, ``_ENDPOINTS``, makes both their routes and the direct path), and
+  ``GET /server_info``; a served backend without one of these methods answers it
+  with **501** ``{"reason": "..."}``;
 * ``GET /health`` — ``{"status": "ok"}``;
 * ``GET /openapi.json`` (and ``/docs``) — the generated OpenAPI document, and its
   Swagger UI page, whose scripts and styles are served from the installed
