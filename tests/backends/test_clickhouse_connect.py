@@ -474,6 +474,56 @@ def test_serve_over_a_clickhouse_url(shim: Shim, tmp_path: Path) -> None:
     assert "Traceback" not in down.stderr
 
 
+def test_load_a_dump_over_a_clickhouse_url(shim: Shim, tmp_path: Path) -> None:
+    # A file is one INSERT: here about 1.5 MB of rows, bound in pieces.
+    dump = tmp_path / "rows.jsonl"
+    cli = [sys.executable, "-m", "refengine"]
+    subprocess.run([*cli, "dump", "--demo", "--rows", "2000", str(dump)], check=True)
+    assert dump.stat().st_size > 10 * 128 * 1024
+    url = shim.url(database="loaded")
+    with pytest.raises(BackendUnavailable, match="does not exist"):
+        ClickHouseConnectConnection(url)  # the URL's database must exist ...
+    admin = ClickHouseConnectConnection(shim.url())  # ... created by its owner
+    admin.query("CREATE DATABASE loaded", {})
+    admin.close()
+    done = subprocess.run([*cli, "load", "--backend", url, str(dump)],
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"2,000 rows loaded into clickhouse://127.0.0.1:{shim.port}/loaded" in done.stdout
+    assert PASSWORD not in done.stdout + done.stderr
+    # Every column arrived: the backend answers as the engine holding the same dump.
+    engine = Engine.load(dump)
+    backend = ClickHouseBackend.open(url)
+    try:
+        (project,) = backend.projects()
+        ((last,),) = backend.connection.query(
+            f"SELECT toUnixTimestamp64Milli(max(created_at)) FROM {backend.connection.table}", {}
+        )
+        requests = [
+            {"project_id": project, "after_ms": 0, "before_ms": 2**41},
+            {"project_id": project, "after_ms": last - 30 * 86_400_000, "before_ms": last + 1,
+             "time_bucket_seconds": 86_400, "group_by": ["scorer_id"]},
+        ]  # fmt: skip
+        for request in requests:
+            theirs = backend.feedback_aggregate(request)
+            ours = engine.feedback_aggregate(request)
+            assert _rounded(theirs.model_dump()) == _rounded(ours.model_dump())
+        assert len(theirs.buckets) > 10
+    finally:
+        backend.close()
+
+
+def _rounded(value: Any) -> Any:
+    """Float sums to 9 significant digits: ClickHouse adds in its own order."""
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def test_engine_and_http_backend_refuse_alike(http_backend: ClickHouseBackend) -> None:
     from pydantic import ValidationError
 
