@@ -324,32 +324,63 @@ def parse_clickhouse_url(url: str) -> ClickHouseURL:
     )
 
 
-LONG_STRING = 16_384
-"""A string parameter longer than this many characters is sent in pieces: a server
-refuses any one form field or URL argument over ``http_max_field_value_size``
-(128 KiB by default), and a piece this long escapes to at most 64 KiB of UTF-8."""
+PIECE_BYTES = 64 * 1024
+"""The most a parameter is sent as in one URL argument or form field: a server refuses
+any one over ``http_max_field_value_size`` (128 KiB by default), so a longer value
+goes in pieces (:func:`split_long_parameters`)."""
+
+_PIECE_CHARS = PIECE_BYTES // 4  # a character escapes to at most 4 bytes of UTF-8
 
 
-def split_long_strings(statement: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """``(statement, params)`` with every ``String`` parameter longer than
-    :data:`LONG_STRING` characters bound as pieces that the server joins again:
-    ``{rows:String}`` becomes ``concat({rows__0:String}, {rows__1:String}, ...)``,
-    whose value is the same string. Runtime complexity: ``O(len(statement) + total
-    length of the parameters)``.
+def _array_pieces(items: list[str]) -> list[list[str]]:
+    """``items`` in runs that each format to at most :data:`PIECE_BYTES` (``'...', ``
+    around every item); an item too long for a piece of its own is a run alone."""
+    pieces: list[list[str]] = [[]]
+    size = 0
+    for item in items:
+        cost = 4 * len(item) + 4
+        if pieces[-1] and size + cost > PIECE_BYTES:
+            pieces.append([])
+            size = 0
+        pieces[-1].append(item)
+        size += cost
+    return pieces
 
-    >>> split_long_strings("SELECT {s:String}", {"s": "ab" * 10_000})[0]
+
+def split_long_parameters(statement: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(statement, params)`` with every ``String`` or ``Array(String)`` parameter
+    too long for one field bound as pieces that the server joins again, so the
+    statement sees the same value: ``{rows:String}`` becomes
+    ``concat({rows__0:String}, {rows__1:String}, ...)`` and ``{names:Array(String)}``
+    ``arrayConcat({names__0:Array(String)}, ...)``. A single array item longer than
+    a piece stays too long (the server refuses it, a 503). Runtime complexity:
+    ``O(len(statement) × long parameters + total length of the parameters)``.
+
+    >>> split_long_parameters("SELECT {s:String}", {"s": "ab" * 10_000})[0]
     'SELECT concat({s__0:String}, {s__1:String})'
+    >>> split_long_parameters("SELECT has({a:Array(String)}, 'x')", {"a": ["y" * 9000] * 3})[0]
+    "SELECT has(arrayConcat({a__0:Array(String)}, {a__1:Array(String)}, {a__2:Array(String)}), 'x')"
     """
     bound: dict[str, Any] = {}
     for name, value in params.items():
-        if not isinstance(value, str) or len(value) <= LONG_STRING:
+        if isinstance(value, str) and len(value) > _PIECE_CHARS:
+            kind, join = "String", "concat"
+            pieces: list[Any] = [
+                value[i : i + _PIECE_CHARS] for i in range(0, len(value), _PIECE_CHARS)
+            ]
+        elif isinstance(value, list) and sum(4 * len(str(v)) + 4 for v in value) > PIECE_BYTES:
+            kind, join = "Array(String)", "arrayConcat"
+            pieces = _array_pieces([str(v) for v in value])
+        else:
             bound[name] = value
             continue
-        pieces = [value[i : i + LONG_STRING] for i in range(0, len(value), LONG_STRING)]
+        pattern = re.compile(r"\{" + re.escape(name) + r"\s*:\s*" + re.escape(kind) + r"\s*\}")
+        if not pattern.search(statement):  # bound as another type: left to the server
+            bound[name] = value
+            continue
         names = [f"{name}__{i}" for i in range(len(pieces))]
-        joined = "concat(" + ", ".join(f"{{{n}:String}}" for n in names) + ")"
-        placeholder = re.compile(r"\{" + re.escape(name) + r"\s*:\s*String\s*\}")
-        statement = placeholder.sub(joined.replace("\\", "\\\\"), statement)
+        joined = f"{join}(" + ", ".join(f"{{{n}:{kind}}}" for n in names) + ")"
+        statement = pattern.sub(joined.replace("\\", "\\\\"), statement)
         bound.update(zip(names, pieces, strict=True))
     return statement, bound
 
@@ -385,7 +416,7 @@ class ClickHouseConnectConnection:
     with :data:`OUTPUT_SETTINGS` and decoded by :func:`json_compact_rows`, as the chdb
     connection's is, so the two differ only in transport. Parameters are bound
     server-side (``param_<name>``); a long string parameter goes in pieces
-    (:func:`split_long_strings`). No HTTP session: a session admits one query at a
+    (:func:`split_long_parameters`). No HTTP session: a session admits one query at a
     time, and the backend's callers are many threads.
 
     ``connect_timeout`` bounds reaching the server and ``timeout`` each answer (in
@@ -427,7 +458,7 @@ class ClickHouseConnectConnection:
         self.query(sql.create_table_sql(self.table), {})
 
     def query(self, statement: str, params: Mapping[str, Any]) -> Rows:
-        text, bound = split_long_strings(statement, params)
+        text, bound = split_long_parameters(statement, params)
         is_select = _is_select(statement)
         try:
             raw = self._client.raw_query(
@@ -649,8 +680,8 @@ def _bucket_value(agg: str, value: Any) -> float | int | None:
 
 
 __all__ = [
-    "LONG_STRING",
     "OUTPUT_SETTINGS",
+    "PIECE_BYTES",
     "ChdbConnection",
     "ClickHouseBackend",
     "ClickHouseConnectConnection",
@@ -661,5 +692,5 @@ __all__ = [
     "json_compact_rows",
     "parse_clickhouse_url",
     "redact_credentials",
-    "split_long_strings",
+    "split_long_parameters",
 ]

@@ -30,7 +30,7 @@ pytest.importorskip("clickhouse_connect")
 from refengine import Engine, ManualClock
 from refengine.backends import clickhouse_sql as sql
 from refengine.backends.clickhouse import (
-    LONG_STRING,
+    PIECE_BYTES,
     ChdbConnection,
     ClickHouseBackend,
     ClickHouseConnectConnection,
@@ -291,7 +291,23 @@ def test_a_batch_larger_than_a_servers_field_limit(
     with pytest.raises(Exception, match="Field value too long"):
         client.raw_query("SELECT length({s:String})", parameters={"s": "x" * (200 * 1024)})
     client.close()
-    assert LONG_STRING * 4 * 2 <= 128 * 1024  # a piece fits a field however it escapes
+    assert PIECE_BYTES <= 128 * 1024
+
+
+def test_a_filter_list_larger_than_a_servers_field_limit(
+    http_backend: ClickHouseBackend, chdb_backend: ClickHouseBackend
+) -> None:
+    project = f"acme/filters-{uuid.uuid4().hex}"
+    names = [f"agent-{i:05d}-é👍'\\" + "x" * 40 for i in range(3000)]  # ~150,000 characters
+    for backend in (http_backend, chdb_backend):
+        backend.clock = ManualClock("2024-05-01T00:00:00Z")
+        for name in (names[0], names[-1], "not wanted"):
+            backend.feedback_create(_create(project, span_agent_name=name))
+    request = {"project_id": project, "after_ms": 1714521600000,
+               "before_ms": 1714521600001, "span_agent_names": names}  # fmt: skip
+    ours = http_backend.feedback_aggregate(request)
+    assert ours == chdb_backend.feedback_aggregate(request)
+    assert ours.buckets[0].total_count == 2
 
 
 def test_requests_from_many_threads(http_backend: ClickHouseBackend) -> None:
