@@ -15,14 +15,15 @@ What it models of the real server's HTTP interface (``HTTPHandler``):
 * ``database`` (the current database), ``default_format`` (TabSeparated otherwise;
   a ``FORMAT`` clause wins), every other argument a setting for this statement only;
 * ``--setting NAME=VALUE``: a default of every statement, as a server profile's;
-* credentials by HTTP Basic, ``X-ClickHouse-User``/``X-ClickHouse-Key`` or
-  ``user``/``password`` arguments (``--user``/``--password``; 516 otherwise);
+* credentials by ``X-ClickHouse-User``/``X-ClickHouse-Key``, HTTP Basic or the
+  ``user``/``password`` arguments, one way only (``--user``/``--password``; 516
+  otherwise), as ``authenticateUserByHTTP`` takes them;
 * the limits a default server enforces on a request: at most 1 MiB of URI
   (``http_max_uri_size``) and 128 KiB per URL argument or form field
   (``http_max_field_value_size``);
 * the answer: 200 with ``X-ClickHouse-Query-Id``, ``-Format``, ``-Timezone`` and
   ``-Summary``; a failure as ClickHouse's text (``Code: N. DB::Exception: ...``) with
-  ``X-ClickHouse-Exception-Code`` and the status ClickHouse maps the code to;
+  ``X-ClickHouse-Exception-Code`` and the status ``exceptionCodeToHTTPStatus`` gives it;
   ``GET /ping`` answers ``Ok.``. Responses are never compressed (a client asking
   for compression accepts an identity body); a compressed request is refused.
 
@@ -59,20 +60,34 @@ NOT_SETTINGS = {
     "buffer_size", "wait_end_of_query", "client_protocol_version", "role", "stacktrace",
 }  # fmt: skip
 
-# ClickHouse's exceptionCodeToHTTPStatus, for the codes a test can meet.
-STATUS_OF_CODE = {
-    36: 400,  # BAD_ARGUMENTS
-    62: 400,  # SYNTAX_ERROR
-    27: 400,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
-    26: 400,  # CANNOT_PARSE_QUOTED_STRING
-    6: 400,  # CANNOT_PARSE_TEXT
-    456: 400,  # UNKNOWN_QUERY_PARAMETER
-    457: 400,  # BAD_QUERY_PARAMETER
-    60: 404,  # UNKNOWN_TABLE
-    81: 404,  # UNKNOWN_DATABASE
-    115: 404,  # UNKNOWN_SETTING
-    516: 403,  # AUTHENTICATION_FAILED
+# ClickHouse's exceptionCodeToHTTPStatus (src/Server/HTTP/exceptionCodeToHTTPStatus.cpp),
+# by the error's name as its text ends "(NAME)"; any other error is a 500.
+_STATUS_NAMES = {
+    401: "REQUIRED_PASSWORD",
+    403: "UNKNOWN_USER WRONG_PASSWORD AUTHENTICATION_FAILED SET_NON_GRANTED_ROLE ACCESS_DENIED",
+    400: "BAD_ARGUMENTS CANNOT_COMPILE_REGEXP CANNOT_PARSE_TEXT CANNOT_PARSE_ESCAPE_SEQUENCE "
+    "CANNOT_PARSE_QUOTED_STRING CANNOT_PARSE_DATE CANNOT_PARSE_DATETIME CANNOT_PARSE_NUMBER "
+    "CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING CANNOT_PARSE_IPV4 CANNOT_PARSE_IPV6 "
+    "CANNOT_PARSE_INPUT_ASSERTION_FAILED CANNOT_PARSE_UUID DUPLICATE_COLUMN ILLEGAL_COLUMN "
+    "UNKNOWN_ELEMENT_IN_AST UNKNOWN_TYPE_OF_AST_NODE THERE_IS_NO_COLUMN TOO_DEEP_AST TOO_BIG_AST "
+    "UNEXPECTED_AST_STRUCTURE SYNTAX_ERROR INCORRECT_DATA TYPE_MISMATCH "
+    "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
+    404: "UNKNOWN_TABLE UNKNOWN_FUNCTION UNKNOWN_IDENTIFIER UNKNOWN_TYPE UNKNOWN_STORAGE "
+    "UNKNOWN_DATABASE UNKNOWN_SETTING UNKNOWN_DIRECTION_OF_SORTING UNKNOWN_AGGREGATE_FUNCTION "
+    "UNKNOWN_FORMAT UNKNOWN_DATABASE_ENGINE UNKNOWN_TYPE_OF_QUERY UNKNOWN_ROLE",
+    413: "QUERY_IS_TOO_LARGE",
+    501: "NOT_IMPLEMENTED",
+    503: "SOCKET_TIMEOUT CANNOT_OPEN_FILE CANNOT_SCHEDULE_TASK",
+    411: "HTTP_LENGTH_REQUIRED",
+    408: "TIMEOUT_EXCEEDED",
+    415: "UNSUPPORTED_MEDIA_TYPE",
 }
+STATUS_OF_NAME = {name: status for status, names in _STATUS_NAMES.items() for name in names.split()}
+
+
+def http_status(text: str) -> int:
+    found = re.search(r"\(([A-Z0-9_]+)\)\s*$", text)
+    return STATUS_OF_NAME.get(found.group(1), 500) if found else 500
 
 
 class Failure(Exception):
@@ -236,7 +251,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise Failure(1001, f"Code: 1001. DB::Exception: not UTF-8: {exc}") from None
         except Failure as failure:
             text = f"{failure.text} (version {chdb.version})\n".encode()
-            status = STATUS_OF_CODE.get(failure.code, 500)
+            status = http_status(failure.text)
             self.answer(status, text, {"X-ClickHouse-Exception-Code": str(failure.code)})
 
     def execute(self, chdb: ChdbServer, query: str, body: bytes) -> tuple[bytes, dict[str, str]]:
@@ -275,13 +290,26 @@ class Handler(BaseHTTPRequestHandler):
         return out, headers
 
     def authenticate(self, chdb: ChdbServer, args: dict[str, str]) -> None:
-        user, password = args.get("user", "default"), args.get("password", "")
-        if "X-ClickHouse-User" in self.headers:
-            user = self.headers["X-ClickHouse-User"]
-            password = self.headers.get("X-ClickHouse-Key", "")
-        basic = self.headers.get("Authorization", "")
-        if basic.startswith("Basic "):
-            user, _, password = base64.b64decode(basic[6:]).decode().partition(":")
+        """As authenticateUserByHTTP: the X-ClickHouse headers, or HTTP Basic, or the
+        ``user``/``password`` arguments (``default``), and never two of them at once."""
+        user = self.headers.get("X-ClickHouse-User", "")
+        password = self.headers.get("X-ClickHouse-Key", "")
+        authorization = self.headers.get("Authorization")
+        in_args = "user" in args or "password" in args
+        ways = [bool(user or password), authorization is not None, in_args]
+        if sum(ways) > 1:
+            raise Failure(516, "Code: 516. DB::Exception: Invalid authentication: it is not "
+                               "allowed to use two authentication methods simultaneously. "
+                               "(AUTHENTICATION_FAILED)")  # fmt: skip
+        if authorization is not None:
+            scheme, _, encoded = authorization.partition(" ")
+            if scheme.lower() != "basic":
+                raise Failure(516, f"Code: 516. DB::Exception: Invalid authentication: "
+                                   f"'{scheme}' HTTP Authorization scheme is not supported. "
+                                   "(AUTHENTICATION_FAILED)")  # fmt: skip
+            user, _, password = base64.b64decode(encoded).decode().partition(":")
+        elif not ways[0]:
+            user, password = args.get("user", "default"), args.get("password", "")
         if (user, password) != (chdb.user, chdb.password):
             raise Failure(
                 516, f"Code: 516. DB::Exception: {user}: Authentication failed: password is "

@@ -6,6 +6,7 @@ naming the server and never its password. Skipped without the clickhouse extra."
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -122,6 +124,42 @@ def _create(project: str, **fields: Any) -> dict[str, Any]:
         "payload": {},
         **fields,
     }
+
+
+# --- the shim itself ------------------------------------------------------------------------------
+
+
+def _raw(
+    shim: Shim, query: str, body: bytes = b"", **headers: str
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{shim.port}/?{query}", data=body or None, headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_the_shim_answers_as_a_server(shim: Shim) -> None:
+    # The parts of ClickHouse's HTTP interface the connection relies on.
+    auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    status, headers, body = _raw(shim, "query=SELECT%201%2C", b"{x:String}", Authorization=auth)
+    assert status == 500 and headers["X-ClickHouse-Exception-Code"] == "456"  # no param_x
+    status, _, body = _raw(
+        shim, "query=SELECT%20%7Bx%3AString%7D%2C&param_x=a%5Cnb&database=" + DATABASE,
+        b"currentDatabase()", Authorization=auth,
+    )  # fmt: skip
+    assert (status, body) == (200, f"a\\nb\t{DATABASE}\n".encode())  # query, newline, body
+    status, headers, _ = _raw(shim, "query=SELECT%20*%20FROM%20nowhere", Authorization=auth)
+    assert (status, headers["X-ClickHouse-Exception-Code"]) == (404, "60")
+    status, headers, body = _raw(shim, f"query=SELECT%201&user={USER}", Authorization=auth)
+    assert (status, headers["X-ClickHouse-Exception-Code"]) == (403, "516")
+    assert b"simultaneously" in body
+    assert _raw(shim, "query=SELECT%201")[0] == 403  # the default user has another password
+    with urllib.request.urlopen(f"http://127.0.0.1:{shim.port}/ping", timeout=60) as ping:
+        assert ping.read() == b"Ok.\n"
 
 
 # --- the same answers as the embedded connection ---------------------------------------------
