@@ -324,12 +324,40 @@ def parse_clickhouse_url(url: str) -> ClickHouseURL:
     )
 
 
-PIECE_BYTES = 64 * 1024
+PIECE_BYTES = 120 * 1024
 """The most a parameter is sent as in one URL argument or form field: a server refuses
 any one over ``http_max_field_value_size`` (128 KiB by default), so a longer value
-goes in pieces (:func:`split_long_parameters`)."""
+goes in pieces (:func:`split_long_parameters`). The statement, with a placeholder of
+some 20 characters per piece, must fit one such field too: one statement carries at
+most about 700 MB of parameters (a larger one is a 503 naming the server's limit)."""
 
-_PIECE_CHARS = PIECE_BYTES // 4  # a character escapes to at most 4 bytes of UTF-8
+_BACKSLASHED = ("\\", "'", "`", "\t", "\n")  # what clickhouse-connect escapes with a backslash
+_BLOCK = 4096  # characters: at most 16 KiB escaped, so a piece always grows
+
+
+def escaped_size(text: str) -> int:
+    """The bytes ``text`` is sent as, escaped: its UTF-8, one more per escaped character.
+
+    >>> escaped_size("it's é")
+    8
+    """
+    return len(text.encode()) + sum(text.count(c) for c in _BACKSLASHED)
+
+
+def _string_pieces(value: str) -> list[str]:
+    """``value`` cut into pieces that each escape to at most :data:`PIECE_BYTES`,
+    measured in blocks of :data:`_BLOCK` characters. ``O(len(value))``."""
+    pieces = []
+    start = end = size = 0
+    while end < len(value):
+        step = escaped_size(value[end : end + _BLOCK])
+        if size + step > PIECE_BYTES:
+            pieces.append(value[start:end])
+            start, size = end, 0
+        size += step
+        end += _BLOCK
+    pieces.append(value[start:])
+    return pieces
 
 
 def _array_pieces(items: list[str]) -> list[list[str]]:
@@ -338,7 +366,7 @@ def _array_pieces(items: list[str]) -> list[list[str]]:
     pieces: list[list[str]] = [[]]
     size = 0
     for item in items:
-        cost = 4 * len(item) + 4
+        cost = escaped_size(item) + 4
         if pieces[-1] and size + cost > PIECE_BYTES:
             pieces.append([])
             size = 0
@@ -356,19 +384,17 @@ def split_long_parameters(statement: str, params: Mapping[str, Any]) -> tuple[st
     a piece stays too long (the server refuses it, a 503). Runtime complexity:
     ``O(len(statement) × long parameters + total length of the parameters)``.
 
-    >>> split_long_parameters("SELECT {s:String}", {"s": "ab" * 10_000})[0]
+    >>> split_long_parameters("SELECT {s:String}", {"s": "ab" * 100_000})[0]
     'SELECT concat({s__0:String}, {s__1:String})'
-    >>> split_long_parameters("SELECT has({a:Array(String)}, 'x')", {"a": ["y" * 9000] * 3})[0]
+    >>> split_long_parameters("SELECT has({a:Array(String)}, 'x')", {"a": ["y" * 70_000] * 3})[0]
     "SELECT has(arrayConcat({a__0:Array(String)}, {a__1:Array(String)}, {a__2:Array(String)}), 'x')"
     """
     bound: dict[str, Any] = {}
     for name, value in params.items():
-        if isinstance(value, str) and len(value) > _PIECE_CHARS:
+        if isinstance(value, str) and escaped_size(value) > PIECE_BYTES:
             kind, join = "String", "concat"
-            pieces: list[Any] = [
-                value[i : i + _PIECE_CHARS] for i in range(0, len(value), _PIECE_CHARS)
-            ]
-        elif isinstance(value, list) and sum(4 * len(str(v)) + 4 for v in value) > PIECE_BYTES:
+            pieces: list[Any] = _string_pieces(value)
+        elif isinstance(value, list) and sum(escaped_size(str(v)) + 4 for v in value) > PIECE_BYTES:
             kind, join = "Array(String)", "arrayConcat"
             pieces = _array_pieces([str(v) for v in value])
         else:
@@ -689,6 +715,7 @@ __all__ = [
     "Connection",
     "chdb_param",
     "connect",
+    "escaped_size",
     "json_compact_rows",
     "parse_clickhouse_url",
     "redact_credentials",

@@ -38,6 +38,8 @@ from refengine.backends.clickhouse import (
     ClickHouseConnectConnection,
     Connection,
     connect,
+    escaped_size,
+    split_long_parameters,
 )
 from refengine.conformance.cases import CaseFile, load_catalogue
 from refengine.conformance.runner import load_skips, run_catalogue
@@ -330,6 +332,28 @@ def test_a_batch_larger_than_a_servers_field_limit(
         client.raw_query("SELECT length({s:String})", parameters={"s": "x" * (200 * 1024)})
     client.close()
     assert PIECE_BYTES <= 128 * 1024
+
+
+@pytest.mark.parametrize("unit", ["\\", "👍", "a", "é'\n`\t", "x" * 4095 + "👍"])
+def test_pieces_fit_a_field_and_join_to_the_value(unit: str) -> None:
+    value = unit * (300_000 // len(unit) + 7)
+    text, bound = split_long_parameters("SELECT {v:String}, {v:String}", {"v": value})
+    pieces = [bound[f"v__{i}"] for i in range(len(bound))]
+    assert "".join(pieces) == value and len(pieces) > 1
+    assert all(escaped_size(p) <= PIECE_BYTES for p in pieces)
+    assert text.count("concat(") == 2 and "{v:String}" not in text
+    items = [unit * (40_000 // len(unit) + 1)] * 5
+    text, bound = split_long_parameters("SELECT {a:Array(String)}", {"a": items})
+    runs = [bound[f"a__{i}"] for i in range(len(bound))]
+    assert [i for run in runs for i in run] == items
+    assert all(
+        sum(escaped_size(i) + 4 for i in run) <= PIECE_BYTES or len(run) == 1 for run in runs
+    )
+    # a parameter bound as another type is the server's to refuse, not rewritten
+    assert split_long_parameters("SELECT {v:Int64}", {"v": value}) == (
+        "SELECT {v:Int64}",
+        {"v": value},
+    )
 
 
 def test_a_filter_list_larger_than_a_servers_field_limit(
