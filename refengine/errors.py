@@ -170,6 +170,14 @@ BACKEND_BAD_SPEC = (  # refengine
     "unknown backend {spec!r}: expected 'memory', 'chdb', 'chdb:DIR' or a "
     "clickhouse://[user[:password]@]host[:port][/database] URL"
 )
+BACKEND_BAD_URL = "bad ClickHouse URL {url!r}: {problem}"  # refengine; the password shown as ***
+BACKEND_URL_NO_HOST = "no host"
+BACKEND_URL_BAD_PORT = "the port must be a number from 1 to 65535"
+BACKEND_URL_BAD_DATABASE = (
+    "the database name must be letters, digits and underscores, not starting with a digit"
+)
+BACKEND_URL_EXTRA = "a query string or fragment is not understood"
+BACKEND_NOT_JSON_COMPACT = "the answer is not JSONCompact ({detail})"
 
 LOAD_BAD_JSON = "not valid JSON: {detail}"
 LOAD_BAD_ROW = "not a feedback row: {detail}"
