@@ -187,12 +187,34 @@ LOAD_MISSING_COLUMNS = "missing column(s) {columns}"
 LOAD_UNKNOWN_COLUMNS = "unknown column(s) {columns}"
 LOAD_BAD_COLUMN = "column {column} must be a {kind}, got {value!r:.80}"
 LOAD_BAD_TIMESTAMP = "created_at is not an ISO 8601 timestamp: {text!r:.80}"
+CONFORMANCE_BAD_TARGET = (
+    "--target must be 'inprocess' or an http(s):// URL (or, with refengine[clickhouse], "
+    "'chdb', 'chdb:DIR' or a clickhouse:// URL), got {spec!r}"
+)
 LOAD_NAIVE_TIMESTAMP = "created_at needs a UTC offset: {text!r:.80}"
 
 
 def format_message(template: str, **fields: Any) -> str:
     """Fill a message template; the one place messages are rendered."""
     return template.format(**fields)
+
+
+def redact_credentials(spec: str) -> str:
+    """``spec`` with the password of a ``scheme://user:password@host`` URL shown as
+    ``***``, for messages.
+
+    >>> redact_credentials("clickhouse://me:s3cret@db.example:8123/feedback")
+    'clickhouse://me:***@db.example:8123/feedback'
+    >>> redact_credentials("chdb:/tmp/x")
+    'chdb:/tmp/x'
+    """
+    scheme, sep, rest = spec.partition("://")
+    authority = rest.split("/", 1)[0]
+    userinfo, at, _host = authority.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return spec
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{rest[len(userinfo) + 1 :]}"
 
 
 # --- The Query language (SEMANTICS "Query") -----------------------------------------

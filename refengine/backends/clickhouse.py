@@ -251,24 +251,6 @@ class ClickHouseURL(NamedTuple):
 _DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def redact_credentials(spec: str) -> str:
-    """``spec`` with the password of a ``scheme://user:password@host`` URL shown as
-    ``***``, for messages.
-
-    >>> redact_credentials("clickhouse://me:s3cret@db.example:8123/feedback")
-    'clickhouse://me:***@db.example:8123/feedback'
-    >>> redact_credentials("chdb:/tmp/x")
-    'chdb:/tmp/x'
-    """
-    scheme, sep, rest = spec.partition("://")
-    authority = rest.split("/", 1)[0]
-    userinfo, at, _host = authority.rpartition("@")
-    if not sep or not at or ":" not in userinfo:
-        return spec
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{rest[len(userinfo) + 1 :]}"
-
-
 def parse_clickhouse_url(url: str) -> ClickHouseURL:
     """``clickhouse://[user[:password]@]host[:port][/database]`` (``clickhouses://``:
     TLS) taken apart: port 8123, or 8443 with TLS; user ``default``, no password;
@@ -292,7 +274,9 @@ def parse_clickhouse_url(url: str) -> ClickHouseURL:
 
     def refuse(problem: str) -> BackendUnavailable:
         return BackendUnavailable(
-            format_message(errors.BACKEND_BAD_URL, url=redact_credentials(url), problem=problem)
+            format_message(
+                errors.BACKEND_BAD_URL, url=errors.redact_credentials(url), problem=problem
+            )
         )
 
     try:
@@ -302,7 +286,7 @@ def parse_clickhouse_url(url: str) -> ClickHouseURL:
         raise refuse(errors.BACKEND_URL_BAD_PORT) from None
     if parts.scheme not in ("clickhouse", "clickhouses"):
         raise BackendUnavailable(
-            format_message(errors.BACKEND_BAD_SPEC, spec=redact_credentials(url))
+            format_message(errors.BACKEND_BAD_SPEC, spec=errors.redact_credentials(url))
         )
     if not parts.hostname:
         raise refuse(errors.BACKEND_URL_NO_HOST)
@@ -518,7 +502,9 @@ def connect(spec: str) -> Connection:
         return ChdbConnection(spec[len("chdb:") :])
     if spec.startswith(("clickhouse://", "clickhouses://")):
         return ClickHouseConnectConnection(spec)
-    raise BackendUnavailable(format_message(errors.BACKEND_BAD_SPEC, spec=redact_credentials(spec)))
+    raise BackendUnavailable(
+        format_message(errors.BACKEND_BAD_SPEC, spec=errors.redact_credentials(spec))
+    )
 
 
 # --- the backend -------------------------------------------------------------------------------
@@ -718,6 +704,5 @@ __all__ = [
     "escaped_size",
     "json_compact_rows",
     "parse_clickhouse_url",
-    "redact_credentials",
     "split_long_parameters",
 ]
