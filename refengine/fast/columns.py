@@ -159,6 +159,20 @@ class Columns:
             values = other.ratings.get(key)
             column.extend(repeat(0.0, len(other)) if values is None else values)
 
+    def extend_where(self, other: Columns, keep: Sequence[Any]) -> None:
+        """Append the rows of ``other`` whose ``keep`` entry is truthy, with one
+        ``compress`` per column straight into these lists (no intermediate copy).
+        ``O(len(other) * (1 + r))``."""
+        self._pad_to(len(self.ms), other.ratings)
+        size = len(self.ms)
+        self.ms.extend(compress(other.ms, keep))
+        self.profile.extend(compress(other.profile, keep))
+        self.sig.extend(compress(other.sig, keep))
+        added = len(self.ms) - size
+        for key, column in self.ratings.items():
+            values = other.ratings.get(key)
+            column.extend(repeat(0.0, added) if values is None else compress(values, keep))
+
     def truncate(self, from_ms: int) -> None:
         """Drop every row with ``created_at_ms >= from_ms`` (a suffix, since rows are
         in time order). ``O(log m + dropped)`` per column."""
