@@ -265,8 +265,8 @@ class Engine:
         """Validate and store one feedback row; see spec/SEMANTICS.md, "Create"."""
         request = coerce_request(FeedbackCreateReq, req, self.unknown_fields)
         prepared = self._prepare(request)
-        (row,) = self._store_prepared([prepared])
-        self._written([row])
+        (row,), stores = self._store_prepared([prepared])
+        self._written(stores)
         return prepared.response(row)
 
     def feedback_create_batch(
@@ -285,8 +285,8 @@ class Engine:
             # collections over every stored row.
             items = _drain(request.batch)
         prepared = [self._prepare(item) for item in items]
-        rows = self._store_prepared(prepared)
-        self._written(rows)
+        rows, stores = self._store_prepared(prepared)
+        self._written(stores)
         return FeedbackCreateBatchRes(
             res=[p.response(row) for p, row in zip(prepared, rows, strict=True)]
         )
@@ -294,13 +294,16 @@ class Engine:
     def _prepare(self, request: FeedbackCreateReq) -> PreparedCreate:
         return prepare_row(request, now=self.clock(), default_user_id=self.user_id)
 
-    def _store_prepared(self, prepared: list[PreparedCreate]) -> list[FeedbackRow]:
+    def _store_prepared(
+        self, prepared: list[PreparedCreate]
+    ) -> tuple[list[FeedbackRow], list[ProjectStore]]:
         """The second phase of a create: under the lock, draw the missing ids
-        (:func:`refengine.semantics.create.rows_with_ids`), then store the rows."""
+        (:func:`refengine.semantics.create.rows_with_ids`), then store the rows.
+        Returns them, and the stores they went into."""
         with self._lock:
             rows = rows_with_ids(prepared, self._id_factory)
-            self._store(rows)
-        return rows
+            stores = self._store(rows)
+        return rows, stores
 
     # --- queries ---------------------------------------------------------------------
 
@@ -325,11 +328,11 @@ class Engine:
         No create validation runs: use it only for rows made by :func:`make_row` from
         trusted data. O(m log(n + m)) for m rows.
         """
-        rows = list(rows)
-        self._store(rows)
-        self._written(rows)
+        self._written(self._store(rows))
 
-    def _store(self, rows: Iterable[FeedbackRow]) -> None:
+    def _store(self, rows: Iterable[FeedbackRow]) -> list[ProjectStore]:
+        """Store ``rows`` under the lock; returns the stores they went into."""
+        stores = []
         with self._lock:
             by_project: dict[str, list[FeedbackRow]] = {}
             for row in rows:
@@ -339,16 +342,14 @@ class Engine:
                 if store is None:
                     store = self._projects[project_id] = ProjectStore(project_id, self._lock)
                 store.update(project_rows)
+                stores.append(store)
+        return stores
 
-    def _written(self, rows: Iterable[FeedbackRow]) -> None:
-        """Tell the executor which stores ``rows`` went into, once the lock is
-        released (the fast executor indexes them then). ``O(m)`` for ``m`` rows,
-        plus the executor's own cost."""
-        with self._lock:
-            stores = [self._projects.get(pid) for pid in {row.project_id for row in rows}]
+    def _written(self, stores: list[ProjectStore]) -> None:
+        """Tell the executor that rows went into ``stores``, once the lock is
+        released (the fast executor indexes them then)."""
         for store in stores:
-            if store is not None:
-                self._executor.written(store)
+            self._executor.written(store)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -408,8 +409,7 @@ class Engine:
         was. O(m log(n + m)) for m rows.
         """
         rows = dumpfile.read_rows(path)
-        self._store(rows)
-        self._written(rows)
+        self._written(self._store(rows))
         return len(rows)
 
     @classmethod
@@ -469,8 +469,8 @@ class Engine:
             store = self._projects.get(request.project_id)
             if store is not None:
                 store.remove_ids(frozenset([request.feedback_id]))
-            (row,) = self._store_prepared([prepared])
-        self._written([row])
+            (row,), stores = self._store_prepared([prepared])
+        self._written(stores)
         return FeedbackReplaceRes.model_validate(prepared.response(row).model_dump())
 
     def feedback_payload_schema(
