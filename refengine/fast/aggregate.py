@@ -270,11 +270,16 @@ class _Packing:
         else:
             per_code = Counter(sig[lo:hi])
             total = sum(map(mul, per_code.values(), map(vectors.__getitem__, per_code)))
+        scored, tag_counts, rating_counts = self.unpacked(total)
+        return scored, tag_counts.copy(), rating_counts.copy()  # fresh: each bucket's own
+
+    def unpacked(self, total: int) -> Counts:
+        """The counts a packed ``total`` holds, shared: copy the maps before handing
+        them out."""
         unpacked = self._unpacked.get(total)
         if unpacked is None:
             unpacked = self._unpacked[total] = self._unpack(total)
-        scored, tag_counts, rating_counts = unpacked
-        return scored, tag_counts.copy(), rating_counts.copy()  # fresh: each bucket's own
+        return unpacked
 
     def _unpack(self, total: int) -> Counts:
         tag_counts: dict[str, int] = {}
@@ -369,6 +374,9 @@ def _fold_cells(
             hi = bisect_left(ms, start + width_ms, lo, end)
         if packing is None:
             scored, tag_counts, rating_counts = _loop_counts(signatures, sig, lo, hi)
+        elif hi - lo == 1:  # the commonest cell of a small window: inlined
+            unpacked = packing.unpacked(packing.vectors[sig[lo]])
+            scored, tag_counts, rating_counts = unpacked[0], unpacked[1].copy(), unpacked[2].copy()
         else:
             scored, tag_counts, rating_counts = packing.counts(sig, lo, hi)
         rating_sums: dict[str, float] = {}
