@@ -31,6 +31,7 @@ refengine's and chdb's runs alternating; "ratio" is refengine's median over chdb
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -417,15 +418,26 @@ def main(argv: list[str] | None = None) -> None:
         f"{time.perf_counter() - started:.0f} s to build"
     )
 
-    # Cold: the first aggregate builds refengine's index (timed on a fresh engine).
-    cold_engine = Engine(executor="fast")
-    cold_engine.insert_rows(rows)
+    # Cold: the first aggregate on a fresh engine, right after its load (the load
+    # keeps the master columns current; the first query partitions its window).
+    # Three fresh engines, medians; the load's own pending garbage collection is run
+    # before the query (gc.collect) so that it is not billed to whichever call
+    # happens to trigger it.
     ten_days = (T0 + 10 * DAY_MS, T0 + 20 * DAY_MS)
     hourly = aggregate_req(*ten_days)
-    started = time.perf_counter()
-    cold_res = cold_engine.feedback_aggregate(hourly)
-    cold = time.perf_counter() - started
-    del cold_engine
+    colds, loads = [], []
+    for _ in range(3):
+        cold_engine = Engine(executor="fast")
+        started = time.perf_counter()
+        cold_engine.insert_rows(rows)
+        loads.append(time.perf_counter() - started)
+        gc.collect()
+        started = time.perf_counter()
+        cold_res = cold_engine.feedback_aggregate(hourly)
+        colds.append(time.perf_counter() - started)
+        del cold_engine
+        gc.collect()
+    cold, load = statistics.median(colds), statistics.median(loads)
     print()
     report = Report()
 
@@ -495,7 +507,7 @@ def main(argv: list[str] | None = None) -> None:
         None,
         goal=f"<= 4x warm ({cold / warm:.1f}x)",
         met=cold <= 4 * warm,
-        checks="answer == warm answer",
+        checks=f"answer == warm answer; load (insert_rows) {load:.2f} s, median of 3",
     )
 
     small_rows = synthetic_rows(PROJECT, args.small_rows, START, timedelta(days=DAYS), seed=7)

@@ -16,6 +16,9 @@ own request dicts are moved out of the garbage collector's sight first
 (``gc.freeze``): a server drops each request once answered, so the collector would
 never walk 100,000 of them there.
 
+* index upkeep: the same creates on the fast executor (which keeps each project's
+  aggregate index current as rows arrive) over the reference executor (no index),
+  runs alternating: what the write-time indexing costs a create.
 * memory: tracemalloc's growth per stored row for a typical scorer row (payload
   ``{"output": {"score", "passed", "label"}}``, refs, one or two tags, ratings).
   Each request is parsed from its JSON text inside the measured loop and dropped
@@ -52,18 +55,18 @@ def typical_scorer_requests(n: int) -> list[dict[str, Any]]:
     return out
 
 
-def bench_single(requests: list[dict[str, Any]]) -> tuple[float, float]:
+def bench_single(requests: list[dict[str, Any]], executor: str = "fast") -> tuple[float, float]:
     """(wall, CPU) seconds for creating every request, one at a time."""
-    engine = Engine(clock=ManualClock(START))
+    engine = Engine(clock=ManualClock(START), executor=executor)
     wall, cpu = time.perf_counter(), time.process_time()
     for req in requests:
         engine.feedback_create(req)
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def bench_batch(batches: list[dict[str, Any]]) -> tuple[float, float]:
+def bench_batch(batches: list[dict[str, Any]], executor: str = "fast") -> tuple[float, float]:
     """(wall, CPU) seconds for creating every batch."""
-    engine = Engine(clock=ManualClock(START))
+    engine = Engine(clock=ManualClock(START), executor=executor)
     wall, cpu = time.perf_counter(), time.process_time()
     for batch in batches:
         engine.feedback_create_batch(batch)
@@ -100,9 +103,29 @@ def runs(repeat: int, rows: int, fn: Callable[[], tuple[float, float]]) -> str:
     )
 
 
-def bytes_per_row(requests: list[dict[str, Any]]) -> float:
+def upkeep(repeat: int, fn: Callable[[str], tuple[float, float]]) -> str:
+    """The fast executor's create cost over the reference executor's (which keeps
+    no index), runs alternating, each after a full collection: the share the
+    write-time index upkeep adds, by the medians of wall and CPU time."""
+    times: dict[str, tuple[list[float], list[float]]] = {"fast": ([], []), "reference": ([], [])}
+    for _ in range(repeat):
+        for executor, (walls, cpus) in times.items():
+            gc.collect()
+            wall, cpu = fn(executor)
+            walls.append(wall)
+            cpus.append(cpu)
+    (fast_wall, fast_cpu), (ref_wall, ref_cpu) = (
+        (statistics.median(w), statistics.median(c)) for w, c in times.values()
+    )
+    return (
+        f"fast / reference {fast_wall / ref_wall:.3f}x wall, {fast_cpu / ref_cpu:.3f}x CPU"
+        f" (medians of {repeat}, interleaved)"
+    )
+
+
+def bytes_per_row(requests: list[dict[str, Any]], executor: str = "fast") -> float:
     clock = ManualClock(START)
-    engine = Engine(clock=clock)
+    engine = Engine(clock=clock, executor=executor)
     engine.feedback_create(requests[0])  # project store and interned names exist first
     texts = [json.dumps(req) for req in requests[1:]]
     gc.collect()
@@ -133,9 +156,15 @@ def main() -> None:
     print(f"single create : {runs(args.repeat, rows, lambda: bench_single(requests))}")
     print(f"batch create  : {runs(args.repeat, rows, lambda: bench_batch(batches))}")
     print("                (batches of 500; stolen: the machine's time taken by the hypervisor)")
+    print(f"index upkeep  : single {upkeep(args.repeat, lambda e: bench_single(requests, e))}")
+    print(f"                batch  {upkeep(args.repeat, lambda e: bench_batch(batches, e))}")
     gc.unfreeze()
     mem_requests = requests[: min(len(requests), 20_000)]
-    print(f"memory        : {bytes_per_row(mem_requests):>10,.0f} bytes per stored row")
+    fast, reference = bytes_per_row(mem_requests), bytes_per_row(mem_requests, "reference")
+    print(
+        f"memory        : {fast:>10,.0f} bytes per stored row with the fast executor's"
+        f" write-time index ({reference:,.0f} for the row alone, on the reference executor)"
+    )
 
 
 if __name__ == "__main__":

@@ -5,15 +5,16 @@ its index — prints figures, asserts nothing about time.
     python benchmarks/bench_lock.py --rows 200000
 
 The busy project holds ``--rows`` synthetic scorer rows (``refengine.synthetic``)
-over 30 days and has never been queried, so its first ``group_by`` aggregate
-builds the aggregate index (the master columns, then the ``scorer_id``
-partitions). A thread runs that query; meanwhile the main thread creates rows in
-another project one at a time, 2 ms apart, and times each create. The
-figures: the query's wall time, how many creates ran during it, and their
-latency (median, 99th percentile, worst). A create waits only for the engine
-lock, which the query holds just to copy the rows its index lacks, and for
-Python's global interpreter lock, which the query's thread gives up every few
-milliseconds (``sys.getswitchinterval()``).
+over 30 days and has never been queried, so its first ``group_by`` aggregate builds
+the ``scorer_id`` partitions of its window (on the fast executor the load itself
+brought the master columns up to date,
+:func:`refengine.fast.snapshots.keep_current`). A thread runs that query; meanwhile
+the main thread creates rows in another project one at a time, 2 ms apart, and times
+each create. The figures: the query's wall time, how many creates ran during it, and
+their latency (median, 99th percentile, worst). A create waits only for the engine
+lock, which the query holds just to copy the rows its index lacks, and for Python's
+global interpreter lock, which the query's thread gives up every few milliseconds
+(``sys.getswitchinterval()``).
 """
 
 from __future__ import annotations

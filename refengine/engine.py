@@ -17,7 +17,11 @@ up a project's index happens under that index's own lock, outside the engine
 lock (:mod:`refengine.fast.snapshots`), so a create never waits for it; queries
 of one project on the fast executor wait for each other's index work (and an
 aggregate's fold, which reads the index in place), queries of other projects do
-not.
+not. On the fast executor a write, once it has released the engine lock, brings
+its project's aggregate index up to date whenever the index lags a chunk of rows
+behind (:func:`refengine.fast.snapshots.keep_current`; it skips the work when a
+query holds the index), so the indexing is paid for as rows arrive, not by the
+first aggregate.
 """
 
 from __future__ import annotations
@@ -109,6 +113,9 @@ class Executor(Protocol):
 
     def query(self, plan: QueryPlan, store: ProjectStore) -> FeedbackQueryRes: ...
 
+    def written(self, store: ProjectStore) -> None:
+        """Rows were just stored in ``store`` (called with no lock held)."""
+
 
 class ReferenceExecutor:
     """The plain folds of :mod:`refengine.semantics` over a copy of the window's rows."""
@@ -123,6 +130,9 @@ class ReferenceExecutor:
 
     def query(self, plan: QueryPlan, store: ProjectStore) -> FeedbackQueryRes:
         return feedback_query.fold(plan, store.window(None, None))
+
+    def written(self, store: ProjectStore) -> None:
+        """Nothing: the reference executor keeps no index."""
 
 
 class FastExecutor:
@@ -156,6 +166,12 @@ class FastExecutor:
         if key is None:
             return feedback_query.fold(plan, store.window(None, None))
         return feedback_query.fold(plan, snapshots.key_rows(store, *key))
+
+    def written(self, store: ProjectStore) -> None:
+        """Keep the store's aggregate index current, a chunk of rows at a time
+        (:func:`refengine.fast.snapshots.keep_current`), so that no first aggregate
+        has to index the whole project."""
+        snapshots.keep_current(store)
 
 
 EXECUTORS: dict[str, Executor] = {"fast": FastExecutor(), "reference": ReferenceExecutor()}
@@ -249,7 +265,8 @@ class Engine:
         """Validate and store one feedback row; see spec/SEMANTICS.md, "Create"."""
         request = coerce_request(FeedbackCreateReq, req, self.unknown_fields)
         prepared = self._prepare(request)
-        (row,) = self._store_prepared([prepared])
+        (row,), stores = self._store_prepared([prepared])
+        self._written(stores)
         return prepared.response(row)
 
     def feedback_create_batch(
@@ -268,7 +285,8 @@ class Engine:
             # collections over every stored row.
             items = _drain(request.batch)
         prepared = [self._prepare(item) for item in items]
-        rows = self._store_prepared(prepared)
+        rows, stores = self._store_prepared(prepared)
+        self._written(stores)
         return FeedbackCreateBatchRes(
             res=[p.response(row) for p, row in zip(prepared, rows, strict=True)]
         )
@@ -276,13 +294,16 @@ class Engine:
     def _prepare(self, request: FeedbackCreateReq) -> PreparedCreate:
         return prepare_row(request, now=self.clock(), default_user_id=self.user_id)
 
-    def _store_prepared(self, prepared: list[PreparedCreate]) -> list[FeedbackRow]:
+    def _store_prepared(
+        self, prepared: list[PreparedCreate]
+    ) -> tuple[list[FeedbackRow], list[ProjectStore]]:
         """The second phase of a create: under the lock, draw the missing ids
-        (:func:`refengine.semantics.create.rows_with_ids`), then store the rows."""
+        (:func:`refengine.semantics.create.rows_with_ids`), then store the rows.
+        Returns them, and the stores they went into."""
         with self._lock:
             rows = rows_with_ids(prepared, self._id_factory)
-            self._store(rows)
-        return rows
+            stores = self._store(rows)
+        return rows, stores
 
     # --- queries ---------------------------------------------------------------------
 
@@ -307,9 +328,11 @@ class Engine:
         No create validation runs: use it only for rows made by :func:`make_row` from
         trusted data. O(m log(n + m)) for m rows.
         """
-        self._store(rows)
+        self._written(self._store(rows))
 
-    def _store(self, rows: Iterable[FeedbackRow]) -> None:
+    def _store(self, rows: Iterable[FeedbackRow]) -> list[ProjectStore]:
+        """Store ``rows`` under the lock; returns the stores they went into."""
+        stores = []
         with self._lock:
             by_project: dict[str, list[FeedbackRow]] = {}
             for row in rows:
@@ -319,6 +342,14 @@ class Engine:
                 if store is None:
                     store = self._projects[project_id] = ProjectStore(project_id, self._lock)
                 store.update(project_rows)
+                stores.append(store)
+        return stores
+
+    def _written(self, stores: list[ProjectStore]) -> None:
+        """Tell the executor that rows went into ``stores``, once the lock is
+        released (the fast executor indexes them then)."""
+        for store in stores:
+            self._executor.written(store)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -378,7 +409,7 @@ class Engine:
         was. O(m log(n + m)) for m rows.
         """
         rows = dumpfile.read_rows(path)
-        self._store(rows)
+        self._written(self._store(rows))
         return len(rows)
 
     @classmethod
@@ -438,7 +469,8 @@ class Engine:
             store = self._projects.get(request.project_id)
             if store is not None:
                 store.remove_ids(frozenset([request.feedback_id]))
-            (row,) = self._store_prepared([prepared])
+            (row,), stores = self._store_prepared([prepared])
+        self._written(stores)
         return FeedbackReplaceRes.model_validate(prepared.response(row).model_dump())
 
     def feedback_payload_schema(

@@ -140,10 +140,12 @@ class ProjectStore:
         """The view called ``name`` kept with this store, made by ``make()`` the first
         time; from then on it is told of every row inserted before the end, and
         checked by :meth:`check_invariants`. ``O(1)``."""
-        with self.lock:
-            view = self._derived.get(name)
-            if view is None:
-                view = self._derived[name] = make()
+        view = self._derived.get(name)  # views are never removed: no lock to find one
+        if view is None:
+            with self.lock:
+                view = self._derived.get(name)
+                if view is None:
+                    view = self._derived[name] = make()
         return cast(DerivedT, view)
 
     def check_invariants(self) -> None:

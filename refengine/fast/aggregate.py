@@ -202,22 +202,6 @@ class _FilterRun:
 # --- folding -------------------------------------------------------------------------
 
 
-def _bucket_edges(
-    ms: list[int], lo: int, end: int, width_ms: int | None
-) -> Iterator[tuple[int | None, int, int]]:
-    """``(bucket start, lo, hi)`` for each non-empty time bucket of the time-ordered
-    ``ms[lo:end]``, found by bisection; with ``width_ms`` ``None``, the one span
-    ``(None, lo, end)``, even when empty. ``O(b log k)`` for ``b`` buckets."""
-    if width_ms is None:
-        yield None, lo, end
-        return
-    while lo < end:
-        start = ms[lo] // width_ms * width_ms
-        hi = bisect_left(ms, start + width_ms, lo, end)
-        yield start, lo, hi
-        lo = hi
-
-
 MAX_PACKED_FIELDS = 64
 """Cells of a view are counted with packed vectors (see :class:`_Packing`) while its
 signatures name at most this many distinct tags and rating keys in all; beyond it
@@ -246,7 +230,7 @@ class _Packing:
     field can carry into the next — unpacked once per cell.
     """
 
-    __slots__ = ("key_fields", "tag_fields", "vectors")
+    __slots__ = ("_unpacked", "key_fields", "tag_fields", "vectors")
 
     def __init__(self, codes: Iterable[int], signatures: Sequence[Signature]) -> None:
         sigs = {code: signatures[code] for code in codes}
@@ -257,6 +241,9 @@ class _Packing:
         self.tag_fields = list(tag_shift.items())
         self.key_fields = list(key_shift.items())
         self.vectors: dict[int, int] = {}
+        # A packed total -> its counts: cells that count alike (many cells of a
+        # small window are one or two rows of a common signature) unpack once.
+        self._unpacked: dict[int, Counts] = {}
         for code, sig in sigs.items():
             vector = int(sig.scored)
             for tag in sig.tags:  # a repeated tag adds twice
@@ -283,6 +270,18 @@ class _Packing:
         else:
             per_code = Counter(sig[lo:hi])
             total = sum(map(mul, per_code.values(), map(vectors.__getitem__, per_code)))
+        scored, tag_counts, rating_counts = self.unpacked(total)
+        return scored, tag_counts.copy(), rating_counts.copy()  # fresh: each bucket's own
+
+    def unpacked(self, total: int) -> Counts:
+        """The counts a packed ``total`` holds, shared: copy the maps before handing
+        them out."""
+        unpacked = self._unpacked.get(total)
+        if unpacked is None:
+            unpacked = self._unpacked[total] = self._unpack(total)
+        return unpacked
+
+    def _unpack(self, total: int) -> Counts:
         tag_counts: dict[str, int] = {}
         rating_counts: dict[str, int] = {}
         if total:
@@ -314,7 +313,9 @@ def _loop_counts(signatures: Sequence[Signature], sig: list[int], lo: int, hi: i
     return scored, dict(sorted(tag_counts.items())), dict(sorted(rating_counts.items()))
 
 
-_BUCKET_FIELDS = frozenset(FeedbackAggregateBucket.model_fields)
+_ALL_FIELDS = set(FeedbackAggregateBucket.model_fields)
+# Every bucket is given every field, so all share this one set: assigning a field
+# later would add a name it already holds (pydantic adds to it, never removes).
 
 
 def trusted_bucket(values: dict[str, Any]) -> FeedbackAggregateBucket:
@@ -323,33 +324,59 @@ def trusted_bucket(values: dict[str, Any]) -> FeedbackAggregateBucket:
     validating them — what ``model_construct`` does, without its per-field loop."""
     bucket = FeedbackAggregateBucket.__new__(FeedbackAggregateBucket)
     object.__setattr__(bucket, "__dict__", values)
-    object.__setattr__(bucket, "__pydantic_fields_set__", set(_BUCKET_FIELDS))
+    object.__setattr__(bucket, "__pydantic_fields_set__", _ALL_FIELDS)
     object.__setattr__(bucket, "__pydantic_extra__", None)
     object.__setattr__(bucket, "__pydantic_private__", None)
     return bucket
 
 
-def _fold_cells(
-    view: Span, width_ms: int | None, group: dict[str, str], signatures: Sequence[Signature]
-) -> Iterator[tuple[int | None, FeedbackAggregateBucket]]:
-    """The cells of one group's (filtered) window: one per non-empty time bucket,
-    or one for the whole view when ``width_ms`` is ``None``.
+def _packing_for(codes: set[int], signatures: Sequence[Signature]) -> _Packing | None:
+    """A packing of ``codes``, or ``None`` past :data:`MAX_PACKED_FIELDS` fields."""
+    if _Packing.fields(codes, signatures) <= MAX_PACKED_FIELDS:
+        return _Packing(codes, signatures)
+    return None
 
-    Per cell: its counts (:class:`_Packing`, or :func:`_loop_counts` for views with
-    many distinct tags and keys) and, per rating key it counts, one left-to-right
-    sum over a contiguous slice of that key's values (a lone row's value as it is).
+
+def _fold_cells(
+    view: Span,
+    width_ms: int | None,
+    group: dict[str, str],
+    signatures: Sequence[Signature],
+    packing: _Packing | None,
+    *,
+    out: list[tuple[int, FeedbackAggregateBucket]],
+) -> None:
+    """Append to ``out`` the cells of one group's (filtered) window, as ``(bucket
+    start or 0, bucket)``: one per non-empty time bucket, or one for the whole view
+    when ``width_ms`` is ``None``.
+
+    Per cell: its counts (``packing``, which packs every signature of the view;
+    without one, a packing of the view's own signatures, or :func:`_loop_counts`
+    for views with many distinct tags and keys) and, per rating key it counts, one
+    left-to-right sum over a contiguous slice of that key's values (a lone row's
+    value as it is). The loop is the fold's per-cell cost, so it is written out
+    flat: bisection for the bucket edges, and the bucket models made as
+    :func:`trusted_bucket` makes them.
     """
-    columns, first, end = view
-    sig, ratings = columns.sig, columns.ratings
-    distinct = set(sig[first:end])
-    packing = (
-        _Packing(distinct, signatures)
-        if _Packing.fields(distinct, signatures) <= MAX_PACKED_FIELDS
-        else None
-    )
-    for start, lo, hi in _bucket_edges(columns.ms, first, end, width_ms):
+    columns, lo, end = view
+    sig, ratings, ms = columns.sig, columns.ratings, columns.ms
+    if packing is None:
+        packing = _packing_for(set(sig[lo:end]), signatures)
+    new, set_slot, fields_set = FeedbackAggregateBucket.__new__, object.__setattr__, _ALL_FIELDS
+    append = out.append
+    while True:
+        if width_ms is None:
+            start, hi = None, end
+        else:
+            if lo >= end:
+                return
+            start = ms[lo] // width_ms * width_ms
+            hi = bisect_left(ms, start + width_ms, lo, end)
         if packing is None:
             scored, tag_counts, rating_counts = _loop_counts(signatures, sig, lo, hi)
+        elif hi - lo == 1:  # the commonest cell of a small window: inlined
+            unpacked = packing.unpacked(packing.vectors[sig[lo]])
+            scored, tag_counts, rating_counts = unpacked[0], unpacked[1].copy(), unpacked[2].copy()
         else:
             scored, tag_counts, rating_counts = packing.counts(sig, lo, hi)
         rating_sums: dict[str, float] = {}
@@ -360,20 +387,27 @@ def _fold_cells(
                 total = float(_sequential_sum(ratings[key][lo:hi]))
             if total != 0.0:  # ClickHouse sumMap drops a key whose sum is exactly zero
                 rating_sums[key] = total
-        yield (
-            start,
-            trusted_bucket(
-                {
-                    "time_bucket_start_ms": start,
-                    "group": dict(group),
-                    "total_count": hi - lo,
-                    "scored_count": scored,
-                    "tag_counts": tag_counts,
-                    "rating_counts": rating_counts,
-                    "rating_sums": rating_sums,
-                }
-            ),
+        bucket = new(FeedbackAggregateBucket)
+        set_slot(
+            bucket,
+            "__dict__",
+            {
+                "time_bucket_start_ms": start,
+                "group": dict(group),
+                "total_count": hi - lo,
+                "scored_count": scored,
+                "tag_counts": tag_counts,
+                "rating_counts": rating_counts,
+                "rating_sums": rating_sums,
+            },
         )
+        set_slot(bucket, "__pydantic_fields_set__", fields_set)
+        set_slot(bucket, "__pydantic_extra__", None)
+        set_slot(bucket, "__pydantic_private__", None)
+        append((0 if start is None else start, bucket))
+        if width_ms is None:
+            return
+        lo = hi
 
 
 def _group_order(dims: Sequence[str]) -> Callable[[tuple[str, ...]], tuple[Any, ...]]:
@@ -435,17 +469,18 @@ def fold(p: AggregatePlan, snapshot: AggregateSnapshot) -> FeedbackAggregateRes:
         ((order(values), values, window) for values, window in _request_order(snapshot, dims)),
         key=itemgetter(0),
     )
+    views = [(values, window if run is None else run.apply(window)) for _, values, window in groups]
+    views = [(values, view) for values, view in views if view.lo < view.hi]
+    # One packing for the whole request while the signatures of all its views fit:
+    # built once, not once per group.
+    codes = set().union(*(view.columns.sig[view.lo : view.hi] for _, view in views))
+    shared = _packing_for(codes, signatures.values)
     cells: list[tuple[int, FeedbackAggregateBucket]] = []
-    for _, values, window in groups:
-        view = window if run is None else run.apply(window)
-        if view.lo >= view.hi:
-            continue
+    for values, view in views:
         group: dict[str, str] = dict(zip(dims, values, strict=True))
-        for start, bucket in _fold_cells(view, width, group, signatures.values):
-            cells.append((0 if start is None else start, bucket))
+        _fold_cells(view, width, group, signatures.values, shared, out=cells)
     if not cells and width is None and not dims:  # no bucket, no group_by: one row always
-        empty = Span(Columns(), 0, 0)
-        cells = [(0, bucket) for _, bucket in _fold_cells(empty, None, {}, signatures.values)]
+        _fold_cells(Span(Columns(), 0, 0), None, {}, signatures.values, shared, out=cells)
     # By bucket start, then group values: the groups came in order and the sort is stable.
     cells.sort(key=itemgetter(0))
     return FeedbackAggregateRes.model_construct(

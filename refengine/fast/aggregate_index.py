@@ -11,19 +11,25 @@ partition, so its rating sums are single left-to-right sums over contiguous valu
 that add in store order, exactly as spec/SEMANTICS.md requires; and its counts come from
 its slice of signature codes (:mod:`refengine.fast.aggregate`).
 
-Keeping it current costs the create path nothing but a comparison: the index is
-brought up to date lazily, when a query needs it, under the project's own index
-lock; only the copy of the store rows it lacks (:meth:`AggregateIndex.pending`)
-happens under the engine lock, the columns are built outside it, in steps of
-:data:`BUILD_CHUNK` rows:
+The index is brought up to date under the project's own index lock, by the
+writes as rows arrive (:func:`refengine.fast.snapshots.keep_current`: a write that
+leaves it a chunk of rows behind does the catch-up, after releasing the engine
+lock) and by any query that finds it behind; only the copy of the store rows it
+lacks (:meth:`AggregateIndex.pending`) happens under the engine lock, the columns
+are built outside it, in steps of :data:`BUILD_CHUNK` rows:
 
 * rows appended at the end of the store (the usual case: the clock moves forward)
-  are added to the master columns and then to each partitioning that is queried —
-  ``O(m)`` for ``m`` new rows;
+  are added to the master columns and then to each partitioning whose range
+  reaches the master's end — ``O(m)`` for ``m`` new rows;
 * a row inserted before the end (an older ``created_at``: a manual clock set back,
   or a bulk load), or a removal (purge, replace) from the earliest removed row's
-  millisecond, marks the index stale from that millisecond; the next query drops
+  millisecond, marks the index stale from that millisecond; the next catch-up drops
   every indexed row at or after it and re-adds them — ``O(rows after that point)``.
+
+A partitioning holds a contiguous range of master rows, not necessarily all of
+them (:class:`Partitioning`): the first query of a ``group_by`` set partitions only
+its window's rows, so a first query costs its window, not the project; a later
+query reaching past the range grows it, at least doubling it.
 
 The index is kept only for a *narrow* project: at most :data:`MAX_RATING_KEYS`
 distinct rating keys and :data:`MAX_PROFILES` distinct profiles. The columns are
@@ -37,8 +43,8 @@ in the window.
 
 At most :data:`MAX_PARTITIONINGS` ``group_by`` sets are kept (least recently used
 are dropped and rebuilt on demand). Memory: 24 bytes per row plus 8 per row per
-rating key for the master columns, and about as much again for each partitioning
-kept (a partition holds columns only for the keys its own rows carry).
+rating key for the master columns, and about as much again per row of its range
+for each partitioning kept.
 """
 
 from __future__ import annotations
@@ -77,38 +83,82 @@ class TooWide(Exception):
 
 
 class Partitioning:
-    """The master rows ``[0, covered)`` split by the values of ``dims``."""
+    """The master rows ``[start, end)`` split by the values of ``dims``: one
+    :class:`Columns` per group, each in store order.
 
-    __slots__ = ("covered", "dims", "key_of", "parts")
+    The range is the rows queries have asked for, not necessarily every row: a
+    first query builds only its window's rows, and the range grows, at least
+    doubling each time, when a later query reaches past it
+    (:meth:`cover`). A range that reaches the master's end follows it as rows are
+    appended (:meth:`AggregateIndex.catch_up`)."""
+
+    __slots__ = ("_key_of_code", "dims", "end", "key_of", "parts", "start")
 
     def __init__(self, dims: tuple[str, ...]) -> None:
         self.dims = dims
-        self.covered = 0
+        self.start = 0
+        self.end = 0
         self.parts: dict[GroupKey, Columns] = {}
         at = [PROFILE_FIELDS.index(d) for d in dims]
         pick = itemgetter(*at)
         self.key_of = (lambda profile: (pick(profile),)) if len(at) == 1 else pick
+        self._key_of_code: dict[int, GroupKey] = {}  # profile code -> its group
 
-    def catch_up(self, master: Columns, profiles: Codebook[tuple[str, ...]]) -> None:
-        """Add master rows ``[covered, len(master))`` to their partitions.
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def cover(self, master: Columns, profiles: Codebook[tuple[str, ...]], lo: int, hi: int) -> None:
+        """Grow the range to include master rows ``[lo, hi)`` (nothing to do when
+        they are in it already, or ``lo >= hi``).
+
+        A range that grows grows to at least twice its size (within the master),
+        so over any sequence of queries each master row is partitioned ``O(1)``
+        times amortised. Runtime complexity: ``O(m g)`` for the ``m`` rows added in
+        ``g`` groups, plus ``O(size)`` to put rows before the range in front of it."""
+        if lo >= hi:
+            return
+        if self.start >= self.end:  # empty: start where asked
+            self.start = self.end = lo
+        size = self.end - self.start
+        if lo < self.start:
+            first = max(0, min(lo, self.start - size))
+            before = Partitioning(self.dims)
+            before.start = before.end = first
+            before._key_of_code = self._key_of_code
+            before.extend_to(master, profiles, self.start)
+            for key, part in self.parts.items():
+                earlier = before.parts.setdefault(key, Columns())
+                earlier.extend(part)
+            self.parts, self.start = before.parts, first
+        if hi > self.end:
+            self.extend_to(master, profiles, min(len(master), max(hi, self.end + size)))
+
+    def extend_to(self, master: Columns, profiles: Codebook[tuple[str, ...]], end: int) -> None:
+        """Add master rows ``[self.end, end)`` to their partitions.
 
         One Python step per distinct profile among the new rows; the rows themselves
         move with C-level passes: ``O(m * g)`` for ``m`` new rows in ``g`` groups."""
-        for lo in range(self.covered, len(master), BUILD_CHUNK):
-            self._add(master, profiles, lo, min(lo + BUILD_CHUNK, len(master)))
+        for lo in range(self.end, end, BUILD_CHUNK):
+            self._add(master, profiles, lo, min(lo + BUILD_CHUNK, end))
 
     def _add(self, master: Columns, profiles: Codebook[tuple[str, ...]], lo: int, hi: int) -> None:
-        new_profiles = master.profile[lo:hi]
+        chunk = master.take(lo, hi)  # one slice per column, shared by the groups
         groups: dict[GroupKey, set[int]] = {}
-        for code in set(new_profiles):
-            groups.setdefault(self.key_of(profiles.values[code]), set()).add(code)
+        key_of_code = self._key_of_code
+        for code in set(chunk.profile):
+            key = key_of_code.get(code)
+            if key is None:
+                key = key_of_code[code] = self.key_of(profiles.values[code])
+            groups.setdefault(key, set()).add(code)
         for key, codes in groups.items():
-            keep = None if len(groups) == 1 else list(map(codes.__contains__, new_profiles))
             part = self.parts.get(key)
             if part is None:
                 part = self.parts[key] = Columns()
-            part.extend(master.take(lo, hi, keep))
-        self.covered = hi
+            if len(groups) == 1:
+                part.extend(chunk)
+            else:
+                part.extend_where(chunk, list(map(codes.__contains__, chunk.profile)))
+        self.end = hi
 
     def truncate(self, from_ms: int, master_size: int) -> None:
         """Drop rows at or after ``from_ms``; ``master_size`` is the master's size
@@ -117,7 +167,8 @@ class Partitioning:
             part.truncate(from_ms)
             if not part:
                 del self.parts[key]
-        self.covered = min(self.covered, master_size)
+        self.end = min(self.end, master_size)
+        self.start = min(self.start, self.end)
 
 
 class AggregateIndex:
@@ -161,9 +212,10 @@ class AggregateIndex:
 
     def catch_up(self, from_ms: int | None, new_rows: list[FeedbackRow]) -> None:
         """Apply what :meth:`pending` returned: drop the rows at or after ``from_ms``,
-        then append ``new_rows``. Reads no store row, so it runs outside the store's
-        lock. Runtime complexity: ``O(dropped + m (1 + r))`` for ``m`` new rows with
-        ``r`` rating keys.
+        then append ``new_rows`` to the master and to each partitioning whose range
+        reached the master's end. Reads no store row, so it runs outside the store's
+        lock. Runtime complexity: ``O(dropped + m (1 + r + G))`` for ``m`` new rows
+        with ``r`` rating keys, ``G`` the groups summed over those partitionings.
 
         Raises :class:`TooWide`, and keeps nothing from then on, once the project
         has more than :data:`MAX_RATING_KEYS` rating keys or :data:`MAX_PROFILES`
@@ -176,6 +228,7 @@ class AggregateIndex:
             master.truncate(from_ms)
             for partitioning in self._partitionings.values():
                 partitioning.truncate(from_ms, len(master))
+        following = [p for p in self._partitionings.values() if p.end == len(master)]
         for lo in range(0, len(new_rows), BUILD_CHUNK):
             chunk = new_rows[lo : lo + BUILD_CHUNK]
             keys = set(master.ratings).union(*map(_ratings_of, chunk))
@@ -184,6 +237,8 @@ class AggregateIndex:
             master.extend_rows(chunk, self.profiles, self.signatures)
             if len(self.profiles) > MAX_PROFILES:
                 self._give_up()
+        for partitioning in following:
+            partitioning.extend_to(master, self.profiles, len(master))
 
     def _give_up(self) -> None:
         self.wide = True
@@ -193,18 +248,25 @@ class AggregateIndex:
         self._partitionings.clear()
         raise TooWide
 
-    def partitions(self, dims: tuple[str, ...]) -> dict[GroupKey, Columns]:
+    def partitions(self, dims: tuple[str, ...], lo: int, hi: int) -> dict[GroupKey, Columns]:
         """The partitions of the master for the ``group_by`` set ``dims`` (in
-        :data:`PROFILE_FIELDS` order; ``()`` is the master alone), brought up to the
-        master first. Runtime complexity: ``O(m g)`` for ``m`` master rows the
-        partitioning has not seen, in ``g`` groups (all of them the first time)."""
+        :data:`PROFILE_FIELDS` order; ``()`` is the master alone), holding at least
+        every master row of ``[lo, hi)`` (:meth:`Partitioning.cover`). Runtime
+        complexity: ``O(m g)`` for ``m`` master rows the partitioning adds, in ``g``
+        groups (the window's rows the first time), amortised over its queries."""
         if not dims:
             return {(): self.master}
         partitioning = lru.use(
             self._partitionings, dims, lambda: Partitioning(dims), MAX_PARTITIONINGS
         )
-        partitioning.catch_up(self.master, self.profiles)
+        partitioning.cover(self.master, self.profiles, lo, hi)
         return partitioning.parts
+
+    def covered(self, dims: tuple[str, ...]) -> tuple[int, int] | None:
+        """The master rows ``[start, end)`` the partitioning for ``dims`` holds, or
+        ``None`` when none is kept for it (``O(1)``; it is not marked as used)."""
+        partitioning = self._partitionings.get(dims)
+        return None if partitioning is None else (partitioning.start, partitioning.end)
 
     def check(self, rows: SortedKeyList) -> None:
         """Raise ``AssertionError`` unless the index agrees with ``rows``. ``O(n)``.
@@ -226,7 +288,7 @@ class AggregateIndex:
             expected.extend_rows(mirrored, self.profiles, self.signatures)
             _assert_same_rows(master, expected, self, "master")
         for dims, partitioning in self._partitionings.items():
-            if partitioning.covered > len(master):
+            if not 0 <= partitioning.start <= partitioning.end <= len(master):
                 raise AssertionError(f"partitioning {dims} covers rows the master lacks")
             size = 0
             for key, part in partitioning.parts.items():
@@ -235,8 +297,8 @@ class AggregateIndex:
                 for code in set(part.profile):
                     if partitioning.key_of(self.profiles.values[code]) != key:
                         raise AssertionError(f"partition {key} of {dims} holds another group")
-            if self.stale_from is None and size != partitioning.covered:
-                raise AssertionError(f"partitioning {dims} holds {size} of {partitioning.covered}")
+            if self.stale_from is None and size != len(partitioning):
+                raise AssertionError(f"partitioning {dims} holds {size} of {len(partitioning)}")
 
 
 def _rows_of(columns: Columns, index: AggregateIndex) -> list[tuple[Any, ...]]:

@@ -26,7 +26,7 @@ from ..paths import PathReader
 from ..rows import FeedbackRow
 from ..store import ProjectStore
 from .aggregate import AggregateSnapshot, Span
-from .aggregate_index import AggregateIndex
+from .aggregate_index import AggregateIndex, TooWide
 from .key_index import KeyIndex
 from .metric_index import MetricIndex
 from .stats import StatsSnapshot
@@ -123,11 +123,46 @@ def aggregate_view(
     with guarded.lock:
         _catch_up(index, store)
         views = []
-        for key, part in index.partitions(dims).items():
+        lo, hi = index.master.span(after_ms, before_ms)
+        for key, part in index.partitions(dims, lo, hi).items():
             lo, hi = part.span(after_ms, before_ms)
             if lo < hi:
                 views.append((key, Span(part, lo, hi)))
         yield AggregateSnapshot(views, index.profiles, index.signatures)
+
+
+KEEP_CURRENT_ROWS = 4096
+"""Rows a project's aggregate index may lag behind its store after a write before
+the write brings it up to date (:func:`keep_current`)."""
+
+
+def keep_current(store: ProjectStore) -> None:
+    """After a write to ``store`` (called with no lock held): once its aggregate
+    index lags :data:`KEEP_CURRENT_ROWS` rows or more behind the store, bring the
+    master columns and every partitioning kept up to date, as a query would.
+
+    So the work of indexing rows is done by the writes, a chunk at a time, and a
+    first aggregate finds the index current (the index is made by the first write
+    of a project). A write that finds the index lock taken leaves the work to the
+    query holding it, so a write never waits for a query. Runtime complexity:
+    ``O(1)`` for a write that finds the lag short (the check reads two lengths,
+    without the engine lock: a stale read only moves the work to the next write);
+    otherwise the catch-up's own cost (:mod:`refengine.fast.aggregate_index`),
+    ``O(m (1 + r + p))`` for the ``m`` rows lagging, ``r`` rating keys and ``p``
+    partitionings kept: amortised, ``O(1 + r + p)`` per row written.
+    """
+    guarded = guarded_aggregate_index(store)
+    index = guarded.index
+    if index.wide or len(store.rows) - len(index.master) < KEEP_CURRENT_ROWS:
+        return
+    if not guarded.lock.acquire(blocking=False):
+        return
+    try:
+        _catch_up(index, store)
+    except TooWide:
+        pass  # the index is dropped for good: the project's queries read the rows
+    finally:
+        guarded.lock.release()
 
 
 def aggregate_snapshot(
@@ -190,6 +225,7 @@ __all__ = [
     "guarded_aggregate_index",
     "guarded_key_index",
     "guarded_metric_index",
+    "keep_current",
     "key_rows",
     "stats_snapshot",
 ]

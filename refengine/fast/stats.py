@@ -8,7 +8,8 @@ not once per query) — and must agree with the reference fold.
 
 How: the rows are filtered, then cut into buckets by bisection on
 ``created_at_ms`` — no per-row division. Each bucket's values are one slice of each
-column, its no-value entries dropped by ``filterfalse``; the window statistics are
+column, its no-value entries dropped by ``filterfalse`` (not even looked for in a
+window whose column has none: one ``sum`` tells); the window statistics are
 folded from the buckets' values (the window's min and max from the buckets' own).
 The empty values and the number types come from the reference's table
 (:data:`refengine.semantics.stats.AGGREGATIONS`); sums go through the same exact
@@ -29,10 +30,11 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 from functools import lru_cache
 from itertools import chain, compress
+from math import isnan
 from operator import and_, attrgetter, itemgetter
 from typing import Any, NamedTuple
 
@@ -224,19 +226,23 @@ def _fold(
         if per_bucket is not None
     ]
     hours = list(blocks) if blocks is not None else [[] for _ in readers]
+    # A column with no NaN (no row without a value, the usual case) needs no
+    # filter: its slices are taken as they are. A sum is NaN if any term is, and
+    # only then: stored values are finite, and an overflowed sum stays infinite.
+    takers = [_values_of if isnan(sum(column)) else _as_list for column in columns]
     first, g = starts.start, starts.step
     lo, n = 0, len(rows)
     while lo < n:
         index = (rows[lo].created_at_ms // 1000 - first) // g
         hi = bisect_left(rows, (first + (index + 1) * g) * 1000, lo, n, key=_created_at_ms)
         counts[index] = hi - lo
-        for (per_bucket, keep_sorted), column, sorted_hours in zip(
-            readers, columns, hours, strict=True
+        for (per_bucket, keep_sorted), column, sorted_hours, take in zip(
+            readers, columns, hours, takers, strict=True
         ):
             if keep_sorted:
-                per_bucket[index] = _sorted_values(column, lo, hi, sorted_hours)
+                per_bucket[index] = _sorted_values(column, lo, hi, sorted_hours, take)
             else:
-                per_bucket[index] = found(column[lo:hi])
+                per_bucket[index] = take(column[lo:hi])
         lo = hi
     return counts, values
 
@@ -249,29 +255,44 @@ def bucket_key(name: str, slug: str) -> str:
     return f"{name}_{slug}"
 
 
+def _values_of(values: array[float]) -> list[float]:
+    """The values found (every entry but the NaN ones), as a list."""
+    return found(values)
+
+
+def _as_list(values: array[float]) -> list[float]:
+    """Every entry, as a list: for a column known to hold no NaN."""
+    return values.tolist()
+
+
 def _sorted_values(
-    column: array[float], lo: int, hi: int, hours: list[tuple[int, int, array[float]]]
+    column: array[float],
+    lo: int,
+    hi: int,
+    hours: list[tuple[int, int, array[float]]],
+    take: Callable[[array[float]], list[float]] = _values_of,
 ) -> list[float]:
-    """The values found in rows ``[lo, hi)`` of ``column``, sorted: the sorted hour
-    blocks inside the span as they are, the rows between them sorted here, and the
-    pieces merged by one ``sort``, which finds each piece as a sorted run
-    (``O(v log p)`` for ``v`` values in ``p`` pieces, against ``O(v log v)``)."""
+    """The values found in rows ``[lo, hi)`` of ``column`` (by ``take``), sorted:
+    the sorted hour blocks inside the span as they are, the rows between them
+    sorted here, and the pieces merged by one ``sort``, which finds each piece as a
+    sorted run (``O(v log p)`` for ``v`` values in ``p`` pieces, against
+    ``O(v log v)``)."""
     at = bisect_left(hours, lo, key=_first)
     pieces: list[Iterable[float]] = []
     position = lo
     while at < len(hours) and hours[at][1] <= hi:
         first, end, values = hours[at]
         if first > position:
-            pieces.append(sorted(found(column[position:first])))
+            pieces.append(sorted(take(column[position:first])))
         pieces.append(values)
         position = end
         at += 1
     if position == lo:  # no whole hour inside: the one sort
-        in_bucket = found(column[lo:hi])
+        in_bucket = take(column[lo:hi])
         in_bucket.sort()
         return in_bucket
     if position < hi:
-        pieces.append(sorted(found(column[position:hi])))
+        pieces.append(sorted(take(column[position:hi])))
     merged = list(chain.from_iterable(pieces))
     if len(pieces) > 1:
         merged.sort()

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given
 
 from refengine import Engine
+from refengine.fast import snapshots
 from refengine.fast.aggregate_index import (
     MAX_PARTITIONINGS,
     MAX_PROFILES,
@@ -94,6 +96,15 @@ def test_queries_between_writes_agree_with_a_full_scan(plan: list[tuple[Any, ...
     replay(plan, agrees_with_the_reference)
 
 
+@given(interleaved_steps(aggregate_requests(PROJECT)))
+def test_writes_that_index_as_they_go_agree_with_a_full_scan(plan: list[tuple[Any, ...]]) -> None:
+    """The same, with every write bringing the index up to date (the lag allowed is
+    one row), so the writes, not the queries, extend the ranges that follow the end
+    and re-add rows after an insert before the end."""
+    with mock.patch.object(snapshots, "KEEP_CURRENT_ROWS", 1):
+        replay(plan, agrees_with_the_reference)
+
+
 # --- a project too wide to index ------------------------------------------------------
 
 
@@ -147,3 +158,45 @@ def test_a_wide_project_is_answered_from_its_rows_as_the_reference_does(executor
     ):
         agrees_with_the_reference(engine, req)
     engine.check_invariants()
+
+
+# --- a partitioning holds the rows queries asked for ----------------------------------
+
+
+def test_a_first_query_partitions_its_window_and_later_ones_grow_the_range() -> None:
+    store = ProjectStore("e/p")
+    store.update(scorer_row(ms, "ab"[ms % 2]) for ms in range(100))
+    index = guarded_aggregate_index(store).index
+    assert window_ms(store) == {("a",): list(range(0, 100, 2)), ("b",): list(range(1, 100, 2))}
+    TWO = (*DIMS, "span_status_code")
+    index.partitions(("span_type",), 40, 50)  # another group_by set, asked for ten rows
+    assert index.covered(("span_type",)) == (40, 50)
+    views = aggregate_snapshot(store, TWO, 40, 50).views
+    assert sum(span.hi - span.lo for _, span in views) == 10
+    assert index.covered(TWO) == (40, 50)
+    # Before the range: it grows to at least twice its size, then holds the window.
+    views = aggregate_snapshot(store, TWO, 35, 45).views
+    assert index.covered(TWO) == (30, 50)
+    assert {key: view.columns.ms for key, view in views} == {
+        ("a", "UNSET"): [36, 38, 40, 42, 44],
+        ("b", "UNSET"): [35, 37, 39, 41, 43],
+    }
+    # Past its end: it grows to the window's end, or twice its size, whichever is more.
+    aggregate_snapshot(store, TWO, 52, 53)
+    assert index.covered(TWO) == (30, 70)
+    store.check_invariants()
+
+
+def test_a_range_that_reaches_the_end_follows_appends_and_others_wait_for_a_query() -> None:
+    store = ProjectStore("e/p")
+    store.update(scorer_row(ms) for ms in range(10))
+    index = guarded_aggregate_index(store).index
+    aggregate_snapshot(store, DIMS, 5, 100)  # to the end
+    aggregate_snapshot(store, ("span_type",), 0, 3)  # not to the end
+    store.update(scorer_row(ms) for ms in range(10, 15))
+    aggregate_snapshot(store, (), 0, 100)  # the master catches up
+    assert index.covered(DIMS) == (5, 15)
+    assert index.covered(("span_type",)) == (0, 3)
+    store.check_invariants()
+    assert window_ms(store, ("span_type",)) == {("call",): list(range(15))}
+    store.check_invariants()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from refengine import Engine, ManualClock
+from refengine.fast import snapshots
 from refengine.fast.snapshots import (
     aggregate_snapshot,
     aggregate_view,
@@ -97,3 +100,43 @@ def test_an_aggregate_view_reads_the_index_in_place_under_its_lock() -> None:
     [(_, copied)] = aggregate_snapshot(store, (), 15, 31).views
     assert copied.columns is not guarded.index.master
     assert (copied.columns.ms, copied.lo, copied.hi) == ([20, 30], 0, 2)
+
+
+def test_writes_keep_the_aggregate_index_current(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the fast executor a write that leaves the index ``KEEP_CURRENT_ROWS`` rows
+    or more behind brings it (and a partitioning that reaches the end) up to date;
+    a shorter lag is left to the next query or write."""
+    monkeypatch.setattr(snapshots, "KEEP_CURRENT_ROWS", 3)
+    engine = Engine(executor="fast")
+    engine.insert_rows([scorer_row(ms) for ms in (1, 2)])
+    store = engine._store_to_read("e/p")
+    index = guarded_aggregate_index(store).index
+    assert len(index.master) == 0  # lagging two rows: left alone
+    engine.insert_rows([scorer_row(3)])
+    assert index.master.ms == [1, 2, 3]
+    aggregate_snapshot(store, ("scorer_id",), 2, 10)
+    engine.insert_rows([scorer_row(ms) for ms in (4, 5, 6)])
+    assert index.master.ms == [1, 2, 3, 4, 5, 6]
+    assert index.covered(("scorer_id",)) == (1, 6)
+    engine.check_invariants()
+
+
+def test_a_write_leaves_the_index_work_to_a_query_that_holds_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(snapshots, "KEEP_CURRENT_ROWS", 1)
+    engine = Engine(executor="fast")
+    engine.insert_rows([scorer_row(1)])
+    store = engine._store_to_read("e/p")
+    guarded = guarded_aggregate_index(store)
+    with guarded.lock:  # as a query folding the index would
+        engine.insert_rows([scorer_row(2)])  # returns at once, does not wait
+        assert guarded.index.master.ms == [1]
+    engine.insert_rows([scorer_row(3)])
+    assert guarded.index.master.ms == [1, 2, 3]
+
+
+def test_the_reference_executor_keeps_no_index_for_writes() -> None:
+    engine = Engine(executor="reference")
+    engine.insert_rows([scorer_row(ms) for ms in range(snapshots.KEEP_CURRENT_ROWS)])
+    assert engine._store_to_read("e/p")._derived == {}
