@@ -302,17 +302,29 @@ def metric_selects(
     return out
 
 
+_WHOLE_SECOND = "toDateTime64(toDateTime({{{bound}:Float64}}, {{tz:String}}), 3, {{tz:String}})"
+"""A stats bound truncated to whole seconds (Stats / Buckets), typed as ``created_at``."""
+
+
 def _stats_context(table: str, p: StatsPlan, params: Params) -> tuple[str, str]:
     """The filtered, extracted rows of a stats plan (as a subquery body) and the time
-    zone expression; fills ``params``."""
+    zone expression; fills ``params``.
+
+    The window is production's ``toDateTime({start:Float64})`` (whole seconds), made a
+    ``DateTime64(3)`` before it meets ``created_at``: ClickHouse 26.9 misreads a
+    ``DateTime`` bound on a ``DateTime64`` sorting-key column (``created_at <
+    '03:00:01'`` prunes as ``<= 03:00:00``, so a part whose rows all lie in
+    03:00:00.001-03:00:00.999 is skipped). Production's table does not sort by
+    ``created_at``; this one does, so it must not compare a DateTime with it.
+    """
     params["project_id"] = p.project_id
     params["start"] = p.start.timestamp()
     params["end"] = p.end.timestamp()
     params["tz"] = p.timezone or "UTC"
     where = [
         "project_id = {project_id:String}",
-        "created_at >= toDateTime({start:Float64}, {tz:String})",
-        "created_at < toDateTime({end:Float64}, {tz:String})",
+        f"created_at >= {_WHOLE_SECOND.format(bound='start')}",
+        f"created_at < {_WHOLE_SECOND.format(bound='end')}",
     ]
     if p.feedback_type is not None:
         params["feedback_type"] = p.feedback_type
