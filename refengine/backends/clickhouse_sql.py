@@ -122,6 +122,15 @@ def row_record(row: FeedbackRow) -> dict[str, Any]:
     }
 
 
+def row_values(row: FeedbackRow) -> list[Any]:
+    """One stored row as the values of :data:`TABLE_COLUMNS` in order, as a column
+    insert takes them (``created_at`` an aware UTC datetime of the stored millisecond).
+    ``O(size of the row)``."""
+    record = row_record(row)
+    record["created_at"] = row.created_at
+    return [record[name] for name, _ in TABLE_COLUMNS]
+
+
 def insert_sql(table: str, rows: Sequence[FeedbackRow]) -> tuple[str, Params]:
     """One ``INSERT ... SELECT`` of every row, read by ``format(JSONEachRow)`` from a
     single bound ``String`` parameter: one statement, one block, so a batch is
@@ -132,14 +141,36 @@ def insert_sql(table: str, rows: Sequence[FeedbackRow]) -> tuple[str, Params]:
     Runtime complexity: ``O(total size of the rows)``.
     """
     data = "\n".join(json.dumps(row_record(row), allow_nan=False) for row in rows)
-    block = max(len(rows), 1)
     sql = (
         f"INSERT INTO {table} SELECT {_INSERT_SELECT} "
         f"FROM format(JSONEachRow, {{structure:String}}, {{rows:String}}) "
-        f"SETTINGS precise_float_parsing = 1, max_insert_block_size = {block}, "
-        f"min_insert_block_size_rows = {block}, max_block_size = {block}"
+        f"SETTINGS precise_float_parsing = 1, {_one_block(len(rows))}"
     )
     return sql, {"structure": _INSERT_STRUCTURE, "rows": data}
+
+
+def _one_block(rows: int) -> str:
+    """Settings that make an INSERT of ``rows`` rows one block, hence one part: it is
+    stored whole or not at all."""
+    block = max(rows, 1)
+    return (
+        f"max_insert_block_size = {block}, min_insert_block_size_rows = {block}, "
+        f"min_insert_block_size_bytes = 0, max_block_size = {block}"
+    )
+
+
+def bulk_insert_sql(table: str, rows: int) -> str:
+    """One ``INSERT ... SELECT`` of ``rows`` rows from an Arrow IPC file whose path is
+    the bound ``{path:String}`` and whose columns are those of :func:`row_record`
+    (``created_at_ms`` an int64, the maps Arrow maps, the tags a list of strings;
+    :func:`refengine.backends.clickhouse.arrow_table` writes it). Arrow carries every
+    value in binary: strings byte for byte, NULLs as nulls, floats bit for bit. One
+    block, so the statement is all or nothing like :func:`insert_sql`.
+    """
+    return (
+        f"INSERT INTO {table} SELECT {_INSERT_SELECT} FROM file({{path:String}}, Arrow) "
+        f"SETTINGS {_one_block(rows)}"
+    )
 
 
 # --- aggregate ------------------------------------------------------------------------------
@@ -443,10 +474,12 @@ __all__ = [
     "DERIVED_COLUMNS",
     "TABLE_COLUMNS",
     "aggregate_sql",
+    "bulk_insert_sql",
     "create_table_sql",
     "insert_sql",
     "metric_expression",
     "row_record",
+    "row_values",
     "split_window_alias",
     "stats_buckets_sql",
     "stats_window_sql",

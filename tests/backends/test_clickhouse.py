@@ -6,6 +6,7 @@ decides otherwise. Skipped as a whole when the clickhouse extra is not installed
 from __future__ import annotations
 
 import json
+import struct
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, time, timedelta, timezone
@@ -20,13 +21,16 @@ pytest.importorskip("chdb")
 
 from refengine import Engine, InvalidRequest, ManualClock
 from refengine.backends.clickhouse import ChdbConnection, ClickHouseBackend, connect
+from refengine.backends.clickhouse_sql import insert_sql
 from refengine.conformance.cases import SEMANTICS_PATH, load_catalogue
 from refengine.conformance.runner import load_skips, run_catalogue, run_differential
 from refengine.conformance.targets import InProcessTarget, counting_ids
 from refengine.conformance.workload import STEPS
 from refengine.errors import BackendUnavailable
 from refengine.models import FeedbackStatsReq
+from refengine.rows import FeedbackRow, make_row
 from refengine.semantics import stats
+from refengine.synthetic import synthetic_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIPS = ROOT / "spec" / "skips" / "chdb.json"
@@ -151,6 +155,106 @@ def test_a_stats_window_keeps_a_row_in_its_last_second(backend: ClickHouseBacken
     assert res.window_stats == {"v": {"count": 1.0}}
     request["start"], request["end"] = "2024-03-10T03:00:01.5Z", "2024-03-10T03:00:02Z"
     assert [b["count"] for b in backend.feedback_stats(request).buckets] == [1]
+
+
+NASTY = ["it's \\ a\n\t\r'; -- \x00 é👍 {x:String}", '"quoted"', "", "\u2028 end"]
+FLOATS = [0.1, 1e-300, 5e-324, -0.0, 1.7976931348623157e308, 2.0**53 + 2, 1 / 3]
+
+
+def nasty_rows(project: str) -> list[FeedbackRow]:
+    """Rows that a lossy insert would change: every kind of string, NULLs beside
+    values, floats that text round trips get wrong, microsecond instants."""
+    rows = []
+    for i, text in enumerate(NASTY):
+        rows.append(
+            make_row(
+                id=f"{text}-{i}", project_id=project, weave_ref=f"weave:///{project}/call/{i}",
+                wb_user_id=text, creator=None if i % 2 else text,
+                created_at_us=1_714_521_600_123_999 + i * 1_000_001,
+                feedback_type="wandb.runnable.s", payload={"note": text, "v": FLOATS[i]},
+                runnable_ref=None if i % 2 == 0 else text, trigger_ref=text or None,
+                scorer_tags=[text, text, "b"], scorer_tag_reasons={text: text, "k": ""},
+                scorer_ratings={f"r{j}": f for j, f in enumerate(FLOATS)},
+                scorer_rating_confidences={text: FLOATS[-1 - i]},
+                span_agent_name=text, span_status_code=("UNSET", "OK", "ERROR")[i % 3],
+                span_trace_id=text,
+            )
+        )  # fmt: skip
+    return rows
+
+
+def float_bits(values: Any) -> list[int]:
+    return [struct.unpack("<Q", struct.pack("<d", v))[0] for v in values]
+
+
+STORED = (
+    "SELECT id, weave_ref, wb_user_id, creator, toUnixTimestamp64Milli(created_at), "
+    "created_at_us, feedback_type, payload_dump, runnable_ref, trigger_ref, scorer_tags, "
+    "mapKeys(scorer_tag_reasons), mapValues(scorer_tag_reasons), mapKeys(scorer_ratings), "
+    "arrayMap(x -> toString(reinterpretAsUInt64(x)), mapValues(scorer_ratings)), "
+    "arrayMap(x -> toString(reinterpretAsUInt64(x)), mapValues(scorer_rating_confidences)), "
+    "toString(span_status_code), span_agent_name, span_trace_id "
+    "FROM refengine.feedback WHERE project_id = {project:String} ORDER BY created_at_us"
+)
+
+
+def expected_cells(row: FeedbackRow) -> list[Any]:
+    """A row's cells as STORED reads them (maps keep their keys' order)."""
+    return [
+        row.id, row.weave_ref, row.wb_user_id, row.creator, row.created_at_ms,
+        row.created_at_us, row.feedback_type, row.payload_dump, row.runnable_ref,
+        row.trigger_ref, list(row.scorer_tags), list(row.scorer_tag_reasons),
+        list(row.scorer_tag_reasons.values()), list(row.scorer_ratings),
+        [str(b) for b in float_bits(row.scorer_ratings.values())],
+        [str(b) for b in float_bits(row.scorer_rating_confidences.values())],
+        row.span_status_code, row.span_agent_name, row.span_trace_id,
+    ]  # fmt: skip
+
+
+def test_the_bulk_path_stores_every_value_exactly(backend: ClickHouseBackend) -> None:
+    bulk, statement = f"acme/bulk-{uuid.uuid4().hex}", f"acme/stmt-{uuid.uuid4().hex}"
+    backend.insert_rows(nasty_rows(bulk))  # Arrow file
+    backend.connection.query(*insert_sql(backend.connection.table, nasty_rows(statement)))
+    want = [expected_cells(row) for row in nasty_rows(bulk)]
+    got = backend.connection.query(STORED, {"project": bulk})
+    assert got == want
+    assert backend.connection.query(STORED, {"project": statement}) == [
+        expected_cells(row) for row in nasty_rows(statement)
+    ]
+
+
+def test_a_string_utf8_cannot_hold_is_refused_by_both_paths(backend: ClickHouseBackend) -> None:
+    # A lone surrogate (JSON "\\ud800") is a Python str but no UTF-8: the JSON statement
+    # fails in ClickHouse, the Arrow file in pyarrow; both are a 503 storing nothing.
+    project = f"acme/surrogate-{uuid.uuid4().hex}"
+    (row, *_) = nasty_rows(project)
+    bad = [row, row._replace(span_agent_name="lone \ud800")]
+    with pytest.raises(BackendUnavailable, match="surrogate"):
+        backend.insert_rows(bad)
+    with pytest.raises(BackendUnavailable, match="surrogate"):
+        backend.connection.query(*insert_sql(backend.connection.table, bad))
+    assert project not in backend.projects()
+
+
+def test_a_failing_bulk_statement_stores_none_of_its_rows(backend: ClickHouseBackend) -> None:
+    # More rows than one Arrow record batch (65,536): the bad enum in the last row fails
+    # the statement before any of it is written; the good rows then make one part.
+    project = f"acme/bulk-fail-{uuid.uuid4().hex}"
+    rows = synthetic_rows(project, 72_000, datetime(2024, 5, 1, tzinfo=timezone.utc),
+                          timedelta(days=1), seed=3)  # fmt: skip
+    assert len(rows) > 65_536
+    with pytest.raises(BackendUnavailable, match="chdb"):
+        backend.insert_rows([*rows[:-1], rows[-1]._replace(span_status_code="BOGUS")])
+    assert project not in backend.projects()
+    backend.insert_rows(rows)
+    total = (
+        backend.feedback_aggregate({"project_id": project, "after_ms": 0, "before_ms": 2**41})
+        .buckets[0]
+        .total_count
+    )
+    assert total == len(rows)
+    parts = "SELECT uniqExact(_part) FROM refengine.feedback WHERE project_id = {p:String}"
+    assert backend.connection.query(parts, {"p": project}) == [[1]]
 
 
 def test_a_rejected_batch_writes_nothing(backend: ClickHouseBackend) -> None:
@@ -303,3 +407,37 @@ def test_load_into_a_kept_directory_accumulates(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 1 and bad.stderr.startswith("refengine: error: unknown backend")
+
+
+class _RecordingClient:
+    """Stands in for clickhouse-connect's client: records the column insert, or fails."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[tuple[Any, ...]] = []
+
+    def insert(self, table: str, data: Any, column_names: Any, settings: Any) -> None:
+        if self.fail:
+            raise ConnectionError("connection refused")
+        self.calls.append((table, data, column_names, settings))
+
+
+def test_the_server_path_sends_one_column_insert() -> None:
+    # No server in CI: the connection's insert is checked against a recording client.
+    from refengine.backends.clickhouse import ClickHouseConnectConnection
+    from refengine.backends.clickhouse_sql import TABLE_COLUMNS
+
+    connection = object.__new__(ClickHouseConnectConnection)
+    connection.name, connection.table = "clickhouse://h:8123/db", "db.feedback"
+    connection._client = _RecordingClient()
+    rows = nasty_rows("acme/server")
+    connection.insert_rows(rows)
+    ((table, data, names, settings),) = connection._client.calls
+    assert table == "db.feedback" and names == [n for n, _ in TABLE_COLUMNS]
+    assert settings == {"max_insert_block_size": len(rows)}
+    first = dict(zip(names, data[0], strict=True))
+    assert first["created_at"] == rows[0].created_at and first["creator"] == rows[0].creator
+    assert first["scorer_ratings"] == dict(rows[0].scorer_ratings)
+    connection._client = _RecordingClient(fail=True)
+    with pytest.raises(BackendUnavailable, match="connection refused"):
+        connection.insert_rows(rows)
