@@ -383,9 +383,11 @@ def stats_buckets_sql(table: str, p: StatsPlan) -> tuple[str, Params, list[tuple
     to the rows aggregated per ``toStartOfInterval(created_at, g, tz)``; a ``sum``,
     ``avg`` or ``count`` of an empty bucket is 0, ``min``/``max``/percentiles NULL.
     The bucket column is ``ts`` (epoch seconds). In a zone whose offset has not
-    always been whole hours, ClickHouse counts second intervals from local midnight,
-    and rows off the grid drop out of the join, as in production (spec/SEMANTICS.md,
-    "Stats / Deviations from production").
+    always been whole hours (whole minutes, for a ``g`` of whole minutes), ClickHouse
+    counts intervals from each local midnight, off the epoch's grid wherever ``g``
+    does not divide that midnight, and rows off the generated grid drop out of the
+    join, as in production (spec/SEMANTICS.md, "Stats / Deviations from production",
+    "Epoch alignment in every zone").
     """
     params: Params = {"g": p.granularity}
     body, tz = _stats_context(table, p, params)
