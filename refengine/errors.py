@@ -170,6 +170,14 @@ BACKEND_BAD_SPEC = (  # refengine
     "unknown backend {spec!r}: expected 'memory', 'chdb', 'chdb:DIR' or a "
     "clickhouse://[user[:password]@]host[:port][/database] URL"
 )
+BACKEND_BAD_URL = "bad ClickHouse URL {url!r}: {problem}"  # refengine; the password shown as ***
+BACKEND_URL_NO_HOST = "no host"
+BACKEND_URL_BAD_PORT = "the port must be a number from 1 to 65535"
+BACKEND_URL_BAD_DATABASE = (
+    "the database name must be letters, digits and underscores, not starting with a digit"
+)
+BACKEND_URL_EXTRA = "a query string or fragment is not understood"
+BACKEND_NOT_JSON_COMPACT = "the answer is not JSONCompact ({detail})"
 
 LOAD_BAD_JSON = "not valid JSON: {detail}"
 LOAD_BAD_ROW = "not a feedback row: {detail}"
@@ -179,12 +187,34 @@ LOAD_MISSING_COLUMNS = "missing column(s) {columns}"
 LOAD_UNKNOWN_COLUMNS = "unknown column(s) {columns}"
 LOAD_BAD_COLUMN = "column {column} must be a {kind}, got {value!r:.80}"
 LOAD_BAD_TIMESTAMP = "created_at is not an ISO 8601 timestamp: {text!r:.80}"
+CONFORMANCE_BAD_TARGET = (
+    "--target must be 'inprocess' or an http(s):// URL (or, with refengine[clickhouse], "
+    "'chdb', 'chdb:DIR' or a clickhouse:// URL), got {spec!r}"
+)
 LOAD_NAIVE_TIMESTAMP = "created_at needs a UTC offset: {text!r:.80}"
 
 
 def format_message(template: str, **fields: Any) -> str:
     """Fill a message template; the one place messages are rendered."""
     return template.format(**fields)
+
+
+def redact_credentials(spec: str) -> str:
+    """``spec`` with the password of a ``scheme://user:password@host`` URL shown as
+    ``***``, for messages.
+
+    >>> redact_credentials("clickhouse://me:s3cret@db.example:8123/feedback")
+    'clickhouse://me:***@db.example:8123/feedback'
+    >>> redact_credentials("chdb:/tmp/x")
+    'chdb:/tmp/x'
+    """
+    scheme, sep, rest = spec.partition("://")
+    authority = rest.split("/", 1)[0]
+    userinfo, at, _host = authority.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return spec
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{rest[len(userinfo) + 1 :]}"
 
 
 # --- The Query language (SEMANTICS "Query") -----------------------------------------

@@ -1,9 +1,13 @@
-"""The HTTP server: the four feedback endpoints behind their production URLs.
+"""The HTTP server: the feedback endpoints behind their production URLs.
 
 ``create_app(engine, api_keys)`` returns a FastAPI application serving
 
-* ``POST /feedback/create``, ``POST /feedback/batch/create``,
-  ``POST /feedback/aggregate``, ``POST /feedback/stats`` — the published bodies;
+* ``POST /feedback/create``, ``/feedback/batch/create``, ``/feedback/aggregate``,
+  ``/feedback/stats``, ``/feedback/query``, ``/feedback/purge``,
+  ``/feedback/replace``, ``/feedback/payload_schema`` — the published bodies (one
+  table, ``_ENDPOINTS``, makes both their routes and the direct path), and
+  ``GET /server_info``; a served backend without one of these methods answers it
+  with **501** ``{"reason": "..."}``;
 * ``GET /health`` — ``{"status": "ok"}``;
 * ``GET /openapi.json`` (and ``/docs``) — the generated OpenAPI document, and its
   Swagger UI page, whose scripts and styles are served from the installed
@@ -323,55 +327,98 @@ def resolve_user(
 # --- the endpoints' work, shared by the FastAPI routes and the direct path ----------
 
 
-def _family_call(served: FeedbackService, name: str, *args: Any) -> Response:
-    """Call ``served.<name>(*args)`` as :func:`_call_engine` does; a backend without
-    that method (one that implements only the four core endpoints) answers 501."""
-    method = getattr(served, name, None)
+class _Unsupported(Exception):
+    """The served object lacks the method of an endpoint: HTTP 501 with this reason."""
+
+
+def _method(served: FeedbackService, name: str) -> Callable[..., BaseModel]:
+    """``served.<name>``, or raise :class:`_Unsupported` (a backend that implements
+    only part of the family answers 501 for the rest)."""
+    method: Callable[..., BaseModel] | None = getattr(served, name, None)
     if method is None:
-        reason = format_message(
-            errors.ENDPOINT_NOT_SUPPORTED, name=name, backend=type(served).__name__
-        )
-        return JSONBody({"reason": reason}, status_code=501)
-    return _call_engine(lambda: method(*args))
+        message = errors.ENDPOINT_NOT_SUPPORTED
+        raise _Unsupported(format_message(message, name=name, backend=type(served).__name__))
+    return method
 
 
-def _create(engine: FeedbackService, req: FeedbackCreateReq, user: str) -> FeedbackCreateRes:
-    return engine.feedback_create(req.model_copy(update={"wb_user_id": user}))
+def _create(served: FeedbackService, req: FeedbackCreateReq, user: str) -> BaseModel:
+    return served.feedback_create(req.model_copy(update={"wb_user_id": user}))
 
 
-def _create_batch(
-    engine: FeedbackService, req: FeedbackCreateBatchReq, user: str
-) -> FeedbackCreateBatchRes:
+def _create_batch(served: FeedbackService, req: FeedbackCreateBatchReq, user: str) -> BaseModel:
     request = FeedbackCreateBatchReq(
         batch=[item.model_copy(update={"wb_user_id": user}) for item in req.batch]
     )
-    return engine.feedback_create_batch(request)
+    return served.feedback_create_batch(request)
 
 
-def _aggregate(
-    engine: FeedbackService, req: FeedbackAggregateReq, user: str
-) -> FeedbackAggregateRes:
-    return engine.feedback_aggregate(req)
+def _replace(served: FeedbackService, req: FeedbackReplaceReq, user: str) -> BaseModel:
+    return _method(served, "feedback_replace")(req.model_copy(update={"wb_user_id": user}))
 
 
-def _stats(engine: FeedbackService, req: FeedbackStatsReq, user: str) -> FeedbackStatsRes:
-    return engine.feedback_stats(req)
+def _server_info(served: FeedbackService) -> BaseModel:
+    return _method(served, "server_info")()
+
+
+def _calling(name: str) -> Callable[[FeedbackService, Any, str], BaseModel]:
+    """The work of an endpoint that passes its request to ``served.<name>`` as is."""
+
+    def run(served: FeedbackService, req: Any, user: str) -> BaseModel:
+        return _method(served, name)(req)
+
+    return run
 
 
 class _Endpoint(NamedTuple):
+    """A ``POST`` feedback endpoint: its route in the OpenAPI document and its work."""
+
+    path: str
+    summary: str
+    description: str
     model: type[BaseModel]
+    response: type[BaseModel]
     run: Callable[[FeedbackService, Any, str], BaseModel]
-    inline: bool
-    """Run on the event loop: short whatever the request (one create). The others
-    can take long, and run in the thread pool so they hold up no other request."""
+    inline: bool = False
+    """Run on the event loop: short whatever the request (one create: its payload is
+    at most 1 MiB, and the engine lock is held only to store one row), so a thread
+    hop would cost more than it spares the other requests. The others can take
+    long, and run in the thread pool so they hold up no other request."""
+
+    @property
+    def operation_id(self) -> str:
+        """FastAPI's generated id, as production's OpenAPI document has it."""
+        name = self.path.strip("/").replace("/", "_")
+        return f"{name}_{name}_post"
 
 
-_ENDPOINTS: dict[str, _Endpoint] = {
-    "/feedback/create": _Endpoint(FeedbackCreateReq, _create, inline=True),
-    "/feedback/batch/create": _Endpoint(FeedbackCreateBatchReq, _create_batch, inline=False),
-    "/feedback/aggregate": _Endpoint(FeedbackAggregateReq, _aggregate, inline=False),
-    "/feedback/stats": _Endpoint(FeedbackStatsReq, _stats, inline=False),
-}
+_ENDPOINT_LIST = (
+    _Endpoint("/feedback/create", "Feedback Create", "Add feedback to a call or object.",
+              FeedbackCreateReq, FeedbackCreateRes, _create, inline=True),
+    _Endpoint("/feedback/batch/create", "Feedback Batch Create",
+              "Add several feedback rows: every item is written, or none.",
+              FeedbackCreateBatchReq, FeedbackCreateBatchRes, _create_batch),
+    _Endpoint("/feedback/aggregate", "Feedback Aggregate",
+              "Aggregate typed scorer feedback (tags, ratings) over time buckets.",
+              FeedbackAggregateReq, FeedbackAggregateRes, _calling("feedback_aggregate")),
+    _Endpoint("/feedback/stats", "Feedback Stats",
+              "Return aggregated feedback statistics over time buckets.",
+              FeedbackStatsReq, FeedbackStatsRes, _calling("feedback_stats")),
+    _Endpoint("/feedback/query", "Feedback Query",
+              "Query feedback: filter, sort, page and project the rows of a project.",
+              FeedbackQueryReq, FeedbackQueryRes, _calling("feedback_query")),
+    _Endpoint("/feedback/purge", "Feedback Purge", "Permanently delete feedback by id.",
+              FeedbackPurgeReq, FeedbackPurgeRes, _calling("feedback_purge")),
+    _Endpoint("/feedback/replace", "Feedback Replace",
+              "Replace a feedback row by a new one (validated in full before removing).",
+              FeedbackReplaceReq, FeedbackReplaceRes, _replace),
+    _Endpoint("/feedback/payload_schema", "Feedback Payload Schema",
+              "The json_paths of a project's payloads and their value types.",
+              FeedbackPayloadSchemaReq, FeedbackPayloadSchemaRes,
+              _calling("feedback_payload_schema")),
+)  # fmt: skip
+_ENDPOINTS: dict[str, _Endpoint] = {endpoint.path: endpoint for endpoint in _ENDPOINT_LIST}
+"""The feedback endpoints by path: FastAPI's routes and the direct path both come
+from this table, so they cannot disagree."""
 
 _HEALTH = render_json({"status": "ok"})
 
@@ -506,6 +553,8 @@ def _call_engine(action: Callable[[], ResT]) -> JSONBody:
         return JSONBody({"reason": exc.reason}, status_code=400)
     except BackendUnavailable as exc:
         return JSONBody({"reason": exc.reason}, status_code=503)
+    except _Unsupported as exc:
+        return JSONBody({"reason": str(exc)}, status_code=501)
     except ValidationError as exc:
         # Validation inside the engine (the stats request re-validated once a missing
         # end has become "now") is a request-model error like any other.
@@ -537,6 +586,28 @@ async def current_user(
 User = Annotated[str, Depends(current_user)]
 
 
+def _route(served: FeedbackService, endpoint: _Endpoint) -> Callable[..., Any]:
+    """The FastAPI route function of ``endpoint``: its body parsed as the request
+    model, the user from the credentials; a coroutine when the endpoint runs inline."""
+
+    if endpoint.inline:
+
+        async def inline(req: BaseModel, user: str) -> Response:
+            return _call_engine(lambda: endpoint.run(served, req, user))
+
+        route: Callable[..., Any] = inline
+    else:
+
+        def pooled(req: BaseModel, user: str) -> Response:
+            return _call_engine(lambda: endpoint.run(served, req, user))
+
+        route = pooled
+    # FastAPI reads the body's model and the dependency from the annotations.
+    route.__annotations__ = {"req": endpoint.model, "user": User, "return": Response}
+    route.__name__ = endpoint.operation_id.removesuffix("_post")
+    return route
+
+
 def create_app(
     engine: FeedbackService | None = None, api_keys: Mapping[str, str | None] | None = None
 ) -> FastAPI:
@@ -565,108 +636,18 @@ def create_app(
     app.state.api_keys = dict(api_keys or {})
     app.add_middleware(_Gate, engine=served, api_keys=app.state.api_keys)
 
-    @app.post(
-        "/feedback/create",
-        tags=["Feedback"],
-        summary="Feedback Create",
-        response_model=FeedbackCreateRes,
-        responses=_VALIDATION_RESPONSES,
-        operation_id="feedback_create_feedback_create_post",
-    )
-    async def feedback_create(req: FeedbackCreateReq, user: User) -> Response:
-        """Add feedback to a call or object."""
-        # On the event loop, not in the thread pool: one create is short (its
-        # payload is at most 1 MiB, and the engine lock is held only to store one
-        # row), so the thread hop would cost more than it spares the other
-        # requests. Batches and queries, which can take longer, stay in the pool.
-        return _call_engine(lambda: _create(served, req, user))
-
-    @app.post(
-        "/feedback/batch/create",
-        tags=["Feedback"],
-        summary="Feedback Batch Create",
-        response_model=FeedbackCreateBatchRes,
-        responses=_VALIDATION_RESPONSES,
-        operation_id="feedback_batch_create_feedback_batch_create_post",
-    )
-    def feedback_batch_create(req: FeedbackCreateBatchReq, user: User) -> Response:
-        """Add several feedback rows: every item is written, or none."""
-        return _call_engine(lambda: _create_batch(served, req, user))
-
-    @app.post(
-        "/feedback/aggregate",
-        tags=["Feedback"],
-        summary="Feedback Aggregate",
-        response_model=FeedbackAggregateRes,
-        responses=_VALIDATION_RESPONSES,
-        operation_id="feedback_aggregate_feedback_aggregate_post",
-    )
-    def feedback_aggregate(req: FeedbackAggregateReq, user: User) -> Response:
-        """Aggregate typed scorer feedback (tags, ratings) over time buckets."""
-        return _call_engine(lambda: _aggregate(served, req, user))
-
-    @app.post(
-        "/feedback/stats",
-        tags=["Feedback"],
-        summary="Feedback Stats",
-        response_model=FeedbackStatsRes,
-        responses=_VALIDATION_RESPONSES,
-        operation_id="feedback_stats_feedback_stats_post",
-    )
-    def feedback_stats(req: FeedbackStatsReq, user: User) -> Response:
-        """Return aggregated feedback statistics over time buckets."""
-        return _call_engine(lambda: _stats(served, req, user))
-
-    # --- the rest of the feedback family (SEMANTICS "Query" ... "Server info") ------
-
-    @app.post(
-        "/feedback/query",
-        tags=["Feedback"],
-        summary="Feedback Query",
-        response_model=FeedbackQueryRes,
-        responses=_VALIDATION_RESPONSES,
-        operation_id="feedback_query_feedback_query_post",
-    )
-    def feedback_query(req: FeedbackQueryReq, user: User) -> Response:
-        """Query feedback: filter, sort, page and project the rows of a project."""
-        return _family_call(served, "feedback_query", req)
-
-    @app.post(
-        "/feedback/purge",
-        tags=["Feedback"],
-        summary="Feedback Purge",
-        response_model=FeedbackPurgeRes,
-        responses=_VALIDATION_RESPONSES,
-        operation_id="feedback_purge_feedback_purge_post",
-    )
-    def feedback_purge(req: FeedbackPurgeReq, user: User) -> Response:
-        """Permanently delete feedback by id."""
-        return _family_call(served, "feedback_purge", req)
-
-    @app.post(
-        "/feedback/replace",
-        tags=["Feedback"],
-        summary="Feedback Replace",
-        response_model=FeedbackReplaceRes,
-        responses=_VALIDATION_RESPONSES,
-        operation_id="feedback_replace_feedback_replace_post",
-    )
-    def feedback_replace(req: FeedbackReplaceReq, user: User) -> Response:
-        """Replace a feedback row by a new one (validated in full before removing)."""
-        request = req.model_copy(update={"wb_user_id": user})
-        return _family_call(served, "feedback_replace", request)
-
-    @app.post(
-        "/feedback/payload_schema",
-        tags=["Feedback"],
-        summary="Feedback Payload Schema",
-        response_model=FeedbackPayloadSchemaRes,
-        responses=_VALIDATION_RESPONSES,
-        operation_id="feedback_payload_schema_feedback_payload_schema_post",
-    )
-    def feedback_payload_schema(req: FeedbackPayloadSchemaReq, user: User) -> Response:
-        """The json_paths of a project's payloads and their value types."""
-        return _family_call(served, "feedback_payload_schema", req)
+    for endpoint in _ENDPOINT_LIST:
+        app.add_api_route(
+            endpoint.path,
+            _route(served, endpoint),
+            methods=["POST"],
+            tags=["Feedback"],
+            summary=endpoint.summary,
+            description=endpoint.description,
+            response_model=endpoint.response,
+            responses=_VALIDATION_RESPONSES,
+            operation_id=endpoint.operation_id,
+        )
 
     @app.get(
         "/server_info",
@@ -677,7 +658,7 @@ def create_app(
     )
     def server_info(user: User) -> Response:
         """The minimum client version and this server's version."""
-        return _family_call(served, "server_info")
+        return _call_engine(lambda: _server_info(served))
 
     @app.get("/health", tags=["Service"], summary="Health")
     async def health() -> dict[str, str]:

@@ -59,6 +59,8 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path)
         (["conformance"], 2, "the following arguments are required: --target"),
         (["conformance", "--target", "inprocess", "--wait", "x"], 2, "invalid float value"),
         (["conformance", "--target", "ftp://x"], 2, "--target must be 'inprocess' or"),
+        # a password in a target that is not understood is never echoed
+        (["conformance", "--target", "mysql://me:s3cret@db/x"], 2, "'mysql://me:***@db/x'"),
         (["cases", "--cases-dir", "/nonexistent/cases"], 2, "no case directory"),
         ([], 2, "required"),
     ]

@@ -122,15 +122,6 @@ def row_record(row: FeedbackRow) -> dict[str, Any]:
     }
 
 
-def row_values(row: FeedbackRow) -> list[Any]:
-    """One stored row as the values of :data:`TABLE_COLUMNS` in order, as a column
-    insert takes them (``created_at`` an aware UTC datetime of the stored millisecond).
-    ``O(size of the row)``."""
-    record = row_record(row)
-    record["created_at"] = row.created_at
-    return [record[name] for name, _ in TABLE_COLUMNS]
-
-
 def insert_sql(table: str, rows: Sequence[FeedbackRow]) -> tuple[str, Params]:
     """One ``INSERT ... SELECT`` of every row, read by ``format(JSONEachRow)`` from a
     single bound ``String`` parameter: one statement, one block, so a batch is
@@ -481,7 +472,6 @@ __all__ = [
     "insert_sql",
     "metric_expression",
     "row_record",
-    "row_values",
     "split_window_alias",
     "stats_buckets_sql",
     "stats_window_sql",

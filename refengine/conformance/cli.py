@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import errors
 from ..models import UNKNOWN_FIELD_MODES, UnknownFields
 from .backend import Backend, ConformanceError, TargetUnavailable
 from .cases import CASES_DIR, add_cases_arguments, cases_command, load_catalogue, selected
@@ -35,10 +36,9 @@ def make_target(
         return clickhouse_target(spec, unknown_fields)
     if spec.startswith(("http://", "https://")):
         return HttpTarget(spec, api_key)
-    raise ConformanceError(
-        "--target must be 'inprocess' or an http(s):// URL (or, with refengine[clickhouse], "
-        f"'chdb', 'chdb:DIR' or a clickhouse:// URL), got {spec!r}"
-    )
+    # The spec may be a URL with a password in it: never echoed.
+    redacted = errors.redact_credentials(spec)
+    raise ConformanceError(errors.format_message(errors.CONFORMANCE_BAD_TARGET, spec=redacted))
 
 
 def clickhouse_target(spec: str, unknown_fields: UnknownFields = "reject") -> InProcessTarget:
