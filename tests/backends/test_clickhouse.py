@@ -122,7 +122,7 @@ def documented_deviation(endpoint: str, request: dict[str, Any]) -> str | None:
 ENDPOINTS = [e for e in STEPS if e == "create" or hasattr(ClickHouseBackend, f"feedback_{e}")]
 
 
-@pytest.mark.parametrize("seed", [16, 1, 2])
+@pytest.mark.parametrize("seed", [16, 1, 2, 3])
 def test_the_differential_agrees_but_for_documented_deviations(
     backend: ClickHouseBackend, seed: int
 ) -> None:
