@@ -312,6 +312,65 @@ def test_the_differential_compares_after_a_purge() -> None:
     assert runner.compare_workload(InProcessTarget(executor="fast"), workload)[0] == []
 
 
+class CountingTarget(InProcessTarget):
+    """The oracle, counting the endpoints the differential sends it."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: set[str] = set()
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("feedback_"):
+            object.__getattribute__(self, "sent").add(name.removeprefix("feedback_"))
+        return super().__getattribute__(name)
+
+
+def test_the_differential_sends_only_the_endpoints_given() -> None:
+    target = CountingTarget()
+    result = run_differential(target, examples=30, seed=4, endpoints=["aggregate"])
+    assert result.passed, result.error
+    assert target.sent == {"create", "aggregate"}
+
+
+def _tagged_workload() -> Any:
+    from refengine.conformance.workload import Create, Query, Workload
+
+    body = {"project_id": "{project}", "weave_ref": "weave:///{project}/call/c1",
+            "feedback_type": "wandb.runnable.sc_a", "payload": {"output": 1},
+            "runnable_ref": "weave:///{project}/object/sc_a:v1",
+            "scorer_tags": ["a", "a"]}  # fmt: skip
+    window = {"project_id": "{project}", "after_ms": 1710028800000, "before_ms": 1710115200000}
+    return Workload(
+        [Create("2024-03-10T03:00:00Z", body)],
+        [Query("aggregate", {**window, "tags": ["a"]}), Query("aggregate", window)],
+    )
+
+
+def test_a_documented_deviation_is_counted_and_the_run_goes_on() -> None:
+    # Both aggregates see the repeated tag counted once; naming the first as a
+    # deviation leaves the second to fail, and naming both passes.
+    def filtered(endpoint: str, request: dict[str, Any]) -> str | None:
+        return "filtered" if "tags" in request else None
+
+    tolerated: dict[str, int] = {}
+    diffs, case = runner.compare_workload(
+        RepeatedTagOnce(), _tagged_workload(), filtered, tolerated
+    )
+    assert diffs and tolerated == {"filtered": 1}
+    assert [s["request"].get("tags") for s in case["steps"]] == [
+        None
+    ]  # the tolerated read left out
+    everything: dict[str, int] = {}
+    diffs, _ = runner.compare_workload(
+        RepeatedTagOnce(), _tagged_workload(), lambda e, r: "any", everything
+    )
+    assert diffs == [] and everything == {"any": 2}
+    result = run_differential(RepeatedTagOnce(), 60, seed=3, deviation=lambda e, r: "any")
+    assert result.passed and result.tolerated.get("any", 0) > 0
+
+
 def test_differential_catches_a_broken_backend() -> None:
     result = run_differential(RepeatedTagOnce(), examples=200, seed=3)
     assert not result.passed

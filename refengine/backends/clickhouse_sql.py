@@ -132,14 +132,36 @@ def insert_sql(table: str, rows: Sequence[FeedbackRow]) -> tuple[str, Params]:
     Runtime complexity: ``O(total size of the rows)``.
     """
     data = "\n".join(json.dumps(row_record(row), allow_nan=False) for row in rows)
-    block = max(len(rows), 1)
     sql = (
         f"INSERT INTO {table} SELECT {_INSERT_SELECT} "
         f"FROM format(JSONEachRow, {{structure:String}}, {{rows:String}}) "
-        f"SETTINGS precise_float_parsing = 1, max_insert_block_size = {block}, "
-        f"min_insert_block_size_rows = {block}, max_block_size = {block}"
+        f"SETTINGS precise_float_parsing = 1, {_one_block(len(rows))}"
     )
     return sql, {"structure": _INSERT_STRUCTURE, "rows": data}
+
+
+def _one_block(rows: int) -> str:
+    """Settings that make an INSERT of ``rows`` rows one block, hence one part: it is
+    stored whole or not at all."""
+    block = max(rows, 1)
+    return (
+        f"max_insert_block_size = {block}, min_insert_block_size_rows = {block}, "
+        f"min_insert_block_size_bytes = 0, max_block_size = {block}"
+    )
+
+
+def bulk_insert_sql(table: str, rows: int) -> str:
+    """One ``INSERT ... SELECT`` of ``rows`` rows from an Arrow IPC file whose path is
+    the bound ``{path:String}`` and whose columns are those of :func:`row_record`
+    (``created_at_ms`` an int64, the maps Arrow maps, the tags a list of strings;
+    :func:`refengine.backends.clickhouse.arrow_table` writes it). Arrow carries every
+    value in binary: strings byte for byte, NULLs as nulls, floats bit for bit. One
+    block, so the statement is all or nothing like :func:`insert_sql`.
+    """
+    return (
+        f"INSERT INTO {table} SELECT {_INSERT_SELECT} FROM file({{path:String}}, Arrow) "
+        f"SETTINGS {_one_block(rows)}"
+    )
 
 
 # --- aggregate ------------------------------------------------------------------------------
@@ -302,17 +324,29 @@ def metric_selects(
     return out
 
 
+_WHOLE_SECOND = "toDateTime64(toDateTime({{{bound}:Float64}}, {{tz:String}}), 3, {{tz:String}})"
+"""A stats bound truncated to whole seconds (Stats / Buckets), typed as ``created_at``."""
+
+
 def _stats_context(table: str, p: StatsPlan, params: Params) -> tuple[str, str]:
     """The filtered, extracted rows of a stats plan (as a subquery body) and the time
-    zone expression; fills ``params``."""
+    zone expression; fills ``params``.
+
+    The window is production's ``toDateTime({start:Float64})`` (whole seconds), made a
+    ``DateTime64(3)`` before it meets ``created_at``: ClickHouse 26.9 misreads a
+    ``DateTime`` bound on a ``DateTime64`` sorting-key column (``created_at <
+    '03:00:01'`` prunes as ``<= 03:00:00``, so a part whose rows all lie in
+    03:00:00.001-03:00:00.999 is skipped). Production's table does not sort by
+    ``created_at``; this one does, so it must not compare a DateTime with it.
+    """
     params["project_id"] = p.project_id
     params["start"] = p.start.timestamp()
     params["end"] = p.end.timestamp()
     params["tz"] = p.timezone or "UTC"
     where = [
         "project_id = {project_id:String}",
-        "created_at >= toDateTime({start:Float64}, {tz:String})",
-        "created_at < toDateTime({end:Float64}, {tz:String})",
+        f"created_at >= {_WHOLE_SECOND.format(bound='start')}",
+        f"created_at < {_WHOLE_SECOND.format(bound='end')}",
     ]
     if p.feedback_type is not None:
         params["feedback_type"] = p.feedback_type
@@ -340,9 +374,11 @@ def stats_buckets_sql(table: str, p: StatsPlan) -> tuple[str, Params, list[tuple
     to the rows aggregated per ``toStartOfInterval(created_at, g, tz)``; a ``sum``,
     ``avg`` or ``count`` of an empty bucket is 0, ``min``/``max``/percentiles NULL.
     The bucket column is ``ts`` (epoch seconds). In a zone whose offset has not
-    always been whole hours, ClickHouse counts second intervals from local midnight,
-    and rows off the grid drop out of the join, as in production (spec/SEMANTICS.md,
-    "Stats / Deviations from production").
+    always been whole hours (whole minutes, for a ``g`` of whole minutes), ClickHouse
+    counts intervals from each local midnight, off the epoch's grid wherever ``g``
+    does not divide that midnight, and rows off the generated grid drop out of the
+    join, as in production (spec/SEMANTICS.md, "Stats / Deviations from production",
+    "Epoch alignment in every zone").
     """
     params: Params = {"g": p.granularity}
     body, tz = _stats_context(table, p, params)
@@ -431,6 +467,7 @@ __all__ = [
     "DERIVED_COLUMNS",
     "TABLE_COLUMNS",
     "aggregate_sql",
+    "bulk_insert_sql",
     "create_table_sql",
     "insert_sql",
     "metric_expression",

@@ -11,6 +11,7 @@ case.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -400,24 +401,36 @@ def payload_schema_requests(draw: st.DrawFn) -> dict[str, Any]:
     return req
 
 
-queries = st.one_of(
-    st.builds(Query, st.just("aggregate"), aggregate_requests()),
-    st.builds(Query, st.just("stats"), stats_requests()),
-    st.builds(Query, st.just("query"), query_requests()),
-    st.builds(Query, st.just("payload_schema"), payload_schema_requests()),
-    st.builds(Query, st.just("purge"), purge_requests),
-    st.builds(
+STEPS: dict[str, st.SearchStrategy[Query]] = {
+    "aggregate": st.builds(Query, st.just("aggregate"), aggregate_requests()),
+    "stats": st.builds(Query, st.just("stats"), stats_requests()),
+    "query": st.builds(Query, st.just("query"), query_requests()),
+    "payload_schema": st.builds(Query, st.just("payload_schema"), payload_schema_requests()),
+    "purge": st.builds(Query, st.just("purge"), purge_requests),
+    "replace": st.builds(
         lambda moment, body, old: Query("replace", {**body, "feedback_id": old}, _iso(moment)),
         instants,
         create_bodies(),
         st.sampled_from(IDS),
     ),
-    st.builds(lambda moment, body: Query("create", body, _iso(moment)), instants, create_bodies()),
-)
+    "create": st.builds(
+        lambda moment, body: Query("create", body, _iso(moment)), instants, create_bodies()
+    ),
+}
+"""The steps after the setup creates, by endpoint."""
+queries = st.one_of(*STEPS.values())
 
 
 @st.composite
-def workloads(draw: st.DrawFn, max_rows: int = 12, max_queries: int = 4) -> Workload:
+def workloads(
+    draw: st.DrawFn,
+    max_rows: int = 12,
+    max_queries: int = 4,
+    endpoints: Sequence[str] | None = None,
+) -> Workload:
+    """Setup creates, then steps of the ``endpoints`` given (every one of
+    :data:`STEPS` by default; an endpoint not in it is a ``KeyError``)."""
     rows = draw(st.lists(st.tuples(instants, create_bodies()), min_size=1, max_size=max_rows))
     creates = [Create(_iso(moment), body) for moment, body in rows]
-    return Workload(creates, draw(st.lists(queries, min_size=1, max_size=max_queries)))
+    steps = st.one_of(*(STEPS[e] for e in (STEPS if endpoints is None else endpoints)))
+    return Workload(creates, draw(st.lists(steps, min_size=1, max_size=max_queries)))

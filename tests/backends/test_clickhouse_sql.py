@@ -122,3 +122,18 @@ def test_the_table_has_every_stored_column() -> None:
     expected = ["created_at" if c == "created_at_us" else c for c in expected]
     assert [n for n in names if n != "created_at_us"] == expected
     assert "ENGINE = MergeTree" in sql.create_table_sql("t")
+
+
+def test_both_inserts_are_one_block_whatever_their_size() -> None:
+    # ClickHouse splits an INSERT into parts at 1,048,449 rows or 256 MiB by default;
+    # a part written before a failing one stays. Rows and bytes thresholds are lifted.
+    from refengine.rows import make_row
+
+    row = make_row(id="i", project_id="p", weave_ref="w", wb_user_id="u", creator=None,
+                   created_at_us=1_714_521_600_123_999, feedback_type="t", payload={})  # fmt: skip
+    statement, params = sql.insert_sql("t", [row, row, row])
+    bulk = sql.bulk_insert_sql("t", 3)
+    for text in (statement, bulk):
+        assert "min_insert_block_size_rows = 3" in text and "max_insert_block_size = 3" in text
+        assert "min_insert_block_size_bytes = 0" in text
+    assert set(params) == {"structure", "rows"} and "{path:String}" in bulk
