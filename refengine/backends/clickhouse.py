@@ -47,8 +47,17 @@ from ..models import (
     FeedbackCreateBatchRes,
     FeedbackCreateReq,
     FeedbackCreateRes,
+    FeedbackPayloadSchemaReq,
+    FeedbackPayloadSchemaRes,
+    FeedbackPurgeReq,
+    FeedbackPurgeRes,
+    FeedbackQueryReq,
+    FeedbackQueryRes,
+    FeedbackReplaceReq,
+    FeedbackReplaceRes,
     FeedbackStatsReq,
     FeedbackStatsRes,
+    ServerInfoRes,
     UnknownFields,
 )
 from ..rows import FeedbackRow
@@ -62,6 +71,7 @@ from ..semantics.create import (
 )
 from ..semantics.stats import AGGREGATIONS, StatsPlan
 from ..semantics.stats_time import render_timestamp
+from . import clickhouse_family
 from . import clickhouse_sql as sql
 
 Rows = list[list[Any]]
@@ -417,6 +427,42 @@ class ClickHouseBackend:
             slug, name = sql.split_window_alias(alias)
             window.setdefault(slug, {})[name] = _number(value)
         return window
+
+    # --- the rest of the family (refengine/backends/clickhouse_family.py) ---------------
+
+    def feedback_query(self, req: FeedbackQueryReq | Mapping[str, Any]) -> FeedbackQueryRes:
+        """Query, checked by :func:`refengine.semantics.feedback_query.plan` and run as
+        SQL (spec/SEMANTICS.md, "Query"); see :func:`clickhouse_family.query`."""
+        request = coerce_request(FeedbackQueryReq, req, self.unknown_fields)
+        return clickhouse_family.query(self.connection, request)
+
+    def feedback_purge(self, req: FeedbackPurgeReq | Mapping[str, Any]) -> FeedbackPurgeRes:
+        """Purge by id (spec/SEMANTICS.md, "Purge"); see :func:`clickhouse_family.purge`."""
+        request = coerce_request(FeedbackPurgeReq, req, self.unknown_fields)
+        with self._write_lock:
+            return clickhouse_family.purge(self.connection, request)
+
+    def feedback_replace(self, req: FeedbackReplaceReq | Mapping[str, Any]) -> FeedbackReplaceRes:
+        """Replace (spec/SEMANTICS.md, "Replace"): the whole create chain first, then
+        delete and insert; see :func:`clickhouse_family.replace`."""
+        request = coerce_request(FeedbackReplaceReq, req, self.unknown_fields)
+        prepared = self._prepare(clickhouse_family.create_part(request))
+        with self._write_lock:
+            return clickhouse_family.replace(
+                self.connection, request, prepared, self._id_factory, self.insert_rows
+            )
+
+    def feedback_payload_schema(
+        self, req: FeedbackPayloadSchemaReq | Mapping[str, Any]
+    ) -> FeedbackPayloadSchemaRes:
+        """Payload schema (spec/SEMANTICS.md, "Payload schema"): a missing ``end`` is
+        this backend's clock's now; see :func:`clickhouse_family.payload_schema`."""
+        request = coerce_request(FeedbackPayloadSchemaReq, req, self.unknown_fields)
+        return clickhouse_family.payload_schema(self.connection, request, self.clock())
+
+    def server_info(self) -> ServerInfoRes:
+        """What ``GET /server_info`` answers (spec/SEMANTICS.md, "Server info")."""
+        return clickhouse_family.server_info()
 
     # --- reading -----------------------------------------------------------------------
 
