@@ -62,7 +62,6 @@ from ..semantics.query import (
     STRING_COLUMNS,
     STRING_MAPS,
     Kind,
-    ch_float,
     parse_datetime_ms,
     split_payload_path,
 )
@@ -276,7 +275,8 @@ class Translator:
 
     def membership(self, node: InOperation) -> Expr:
         """``$in``: one cast from all the literals (ints with floats → double; mixed
-        kinds → the literals' text against the value as text); ``IN ()`` is false."""
+        kinds → the value as text against the literals, which ClickHouse converts to
+        ``String``); ``IN ()`` is false."""
         left_node, item_nodes = node.in_
         left = self.operand(left_node)
         literal_nodes = [n for n in item_nodes if isinstance(n, LiteralOperation)]
@@ -288,14 +288,10 @@ class Translator:
             elif kinds == {"bool"}:
                 left = self.cast(left, "bool")
             elif len(kinds) > 1:
+                # Production's shape: the value as text, each literal bound with its own
+                # type; ClickHouse turns the set's numbers and booleans into strings.
                 left = self.cast(left, "string")
-                items = [
-                    Expr("string", self.binder.bind(_literal_text(n.literal_), "String"), n)
-                    if isinstance(n, LiteralOperation) and n.literal_ is not None
-                    else self.operand(n)
-                    for n in item_nodes
-                ]
-                return self._in(left, items)
+                return self._in(left, [self.operand(n) for n in item_nodes])
             else:
                 left = self.cast(left, "string")
         elif left.kind == "json":
@@ -413,15 +409,6 @@ def _literal_kind(value: Any) -> str:
     if isinstance(value, int | float):
         return "number"
     return "string"
-
-
-def _literal_text(value: Any) -> str:
-    """A literal as the text production compares a mixed ``$in`` list with."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return ch_float(value)
-    return str(value)
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,30 @@ def split_payload_path(path: str) -> tuple[str, ...]:
     return tuple(part.replace("\\.", ".") for part in parts)
 
 
+def payload_keys(field: str, path: str) -> tuple[str, ...]:
+    r"""The keys of the payload path ``path`` of the field ``field``, each one that
+    production's JSON path can address (SEMANTICS "Query / Fields").
+
+    Production pastes every key between double quotes into a ClickHouse JSON path
+    (``$."a"."b"``): a key containing ``"`` or ``\`` (after ``\.`` is read as a dot)
+    or an empty key (``a..b``) makes a path that ClickHouse cannot parse, or reads
+    another key. Such a path is refused (``InvalidRequest``, a Decision: production
+    fails in the database).
+
+    >>> payload_keys("payload.a.0", "a.0")
+    ('a', '0')
+    >>> try:
+    ...     payload_keys("payload.a..b", "a..b")
+    ... except InvalidRequest as error:
+    ...     print(error.reason[:38])
+    Cannot read payload path payload.a..b:
+    """
+    keys = split_payload_path(path)
+    if any(not key or '"' in key or "\\" in key for key in keys):
+        raise InvalidRequest(format_message(errors.UNADDRESSABLE_PAYLOAD_KEY, field=field))
+    return keys
+
+
 _MISSING = object()
 
 
@@ -190,6 +214,46 @@ def ch_float(value: float) -> str:
     mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
     scientific = f"{mantissa}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
     return sign + (fixed if len(fixed) <= len(scientific) else scientific)
+
+
+def ch_to_string(value: float) -> str:
+    """A float as ClickHouse's ``toString`` prints it (what ``$convert`` to ``string``
+    gives for a number): the shortest round-tripping digits, in fixed notation when
+    the decimal exponent is in ``[-6, 21)``, else ``<digits>e<exponent>`` with no
+    ``+`` and no padding. (``JSON_VALUE`` prints numbers otherwise: :func:`ch_float`.)
+
+    >>> [ch_to_string(x) for x in (1e6, 1e-5, 1e-6, 1e-7, 1e21, 0.1, -0.0, 5.0, 1.2345e-7)]
+    ['1000000', '0.00001', '0.000001', '1e-7', '1e21', '0.1', '-0', '5', '1.2345e-7']
+    """
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if math.isnan(value):
+        return "nan"
+    digits, exponent = _digits(value)
+    sign = "-" if math.copysign(1.0, value) < 0 else ""
+    if -6 <= exponent < 21:
+        point = exponent + 1
+        if point <= 0:
+            return sign + "0." + "0" * (-point) + digits
+        if point >= len(digits):
+            return sign + digits + "0" * (point - len(digits))
+        return sign + digits[:point] + "." + digits[point:]
+    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{sign}{mantissa}e{exponent}"
+
+
+def ch_field_text(value: float) -> str:
+    """A float literal as ClickHouse turns it into a ``String`` to compare it with a
+    string in a mixed ``IN`` list: :func:`ch_to_string`, with a trailing ``.`` when
+    that is a whole number in fixed notation.
+
+    >>> [ch_field_text(x) for x in (5.0, -0.0, 0.5, 1e21, 1e-7)]
+    ['5.', '-0.', '0.5', '1e21', '1e-7']
+    """
+    text = ch_to_string(value)
+    if "." in text or "e" in text or "n" in text:
+        return text
+    return text + "."
 
 
 def _digits(value: float) -> tuple[str, int]:
@@ -263,7 +327,7 @@ def compile_field(name: str) -> Compiled:
         return Compiled("map", attrgetter(name))
     head, dot, rest = name.partition(".")
     if dot and head == "payload":
-        keys = split_payload_path(rest)
+        keys = payload_keys(name, rest)
         return Compiled("json", lambda row: json_value(row.payload_dump, keys))
     if dot and head in STRING_MAPS:
         return Compiled("mapstr", _map_getter(head, rest))
@@ -426,6 +490,10 @@ def compile_convert(node: ConvertOperation, depth: int) -> Compiled:
     if to == "string":
         if stringy:
             return Compiled("string", get)
+        if inner.literal is not None and isinstance(_raw(inner), bool):
+            # A Bool parameter prints as its name, a condition (UInt8) as a digit.
+            text = "true" if _raw(inner) else "false"
+            return Compiled("string", lambda row: text)
         if inner.kind in ("number", "bool"):
             return Compiled("string", lambda row: _number_text(get(row)))
         if inner.kind == "datetime":
@@ -450,7 +518,7 @@ def _number_text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, float):
-        return ch_float(value)
+        return ch_to_string(value)
     return str(value)
 
 
@@ -618,7 +686,7 @@ def _literal_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return ch_float(value)
+        return ch_field_text(value)
     return str(value)
 
 
