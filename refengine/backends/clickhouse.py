@@ -1,8 +1,11 @@
 """The feedback endpoints on ClickHouse: embedded (``chdb``) or a server (``clickhouse-connect``).
 
 :class:`ClickHouseBackend` has the engine's methods — ``feedback_create``,
-``feedback_create_batch``, ``feedback_aggregate``, ``feedback_stats`` — taking the
-same request models (or dicts) and returning the same response models. The rules are
+``feedback_create_batch``, ``feedback_aggregate``, ``feedback_stats``, and the rest of
+the family in :mod:`refengine.backends.clickhouse_family` (``feedback_query``,
+``feedback_purge``, ``feedback_replace``, ``feedback_payload_schema``,
+``server_info``) — taking the same request models (or dicts) and returning the same
+response models. The rules are
 the shared ones: each request is validated and planned by :mod:`refengine.semantics`
 (so both engines refuse exactly the same requests with the same messages), a create
 row is prepared by :func:`refengine.semantics.create.prepare_row` (the row the

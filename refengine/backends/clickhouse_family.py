@@ -138,7 +138,8 @@ def replace(
     new row. The guarantee, stated honestly: ClickHouse has no transaction across a
     ``DELETE`` and an ``INSERT``. If the delete fails nothing has changed. If the
     insert fails after the delete, the old rows read before are inserted again
-    (same columns, the same ``created_at``) and the failure is raised
+    (every column the same; among rows of the very same millisecond they now come
+    last in store order) and the failure is raised
     (:class:`BackendUnavailable`, a 503); only if that write fails too — the
     database gone between two statements — is the old row lost, as production
     loses it. A reader running at the same moment may see the project between the

@@ -158,11 +158,13 @@ _MISSING = object()
 
 
 def json_lookup(payload: Any, keys: Sequence[str]) -> Any:
-    """The value at ``keys`` (an all-digit key indexes an array), or ``_MISSING``."""
+    """The value at ``keys``, or ``_MISSING``. An all-digit key indexes an array and
+    only an array: production writes it as ``[i]`` in the JSON path, which never
+    reads an object's key (SEMANTICS "Query / Fields")."""
     value = payload
     for key in keys:
         if isinstance(value, dict):
-            if key not in value:
+            if key not in value or key.isdigit():
                 return _MISSING
             value = value[key]
         elif isinstance(value, list) and key.isdigit():
@@ -706,8 +708,9 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 
 def compile_contains(spec: ContainsSpec, depth: int) -> Compiled:
-    """Query / $contains: element membership on ``scorer_tags`` (``has``), a substring
-    test on any text (``position``); ``case_insensitive`` folds ASCII only."""
+    """Query / $contains: element membership on ``scorer_tags`` (``has``; a NULL
+    ``substr`` is false there), a substring test on any text (``position``; NULL
+    with a NULL side); ``case_insensitive`` folds ASCII only."""
     source = compile_operand(spec.input, depth + 1)
     needle = compile_operand(spec.substr, depth + 1)
     folded = bool(spec.case_insensitive)
@@ -721,7 +724,7 @@ def compile_contains(spec: ContainsSpec, depth: int) -> Compiled:
         def has(row: FeedbackRow) -> int | None:
             tags, sub = get_s(row), get_n(row)
             if sub is None:
-                return None
+                return 0  # has(tags, NULL) finds no NULL element: false, not NULL
             if folded:
                 sub = ascii_lower(sub)
                 return int(any(ascii_lower(tag) == sub for tag in tags))
