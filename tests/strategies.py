@@ -502,6 +502,58 @@ query_exprs: st.SearchStrategy[dict[str, Any]] = st.recursive(
 on purpose (those must be a 400, never a crash)."""
 
 
+query_sort_keys = st.lists(
+    st.fixed_dictionaries(
+        {
+            "field": st.sampled_from([*QUERY_FIELDS, "creator", "payload", "scorer_ratings"]),
+            "direction": st.sampled_from(["asc", "desc"]),
+        }
+    ),
+    max_size=3,
+)
+"""``sort_by`` lists over the fields the create strategies fill."""
+
+query_projections = st.one_of(
+    st.none(),
+    st.just(["count(*)"]),
+    st.lists(st.sampled_from([*QUERY_FIELDS, "payload", "creator", "scorer_ratings"]), max_size=4),
+)
+"""``fields``: none (every column), ``count(*)``, or some fields (repeats allowed)."""
+
+
+@st.composite
+def query_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """Whole ``/feedback/query`` requests on :data:`PROJECT`: an optional expression,
+    projection, ``sort_by``, ``limit`` and ``offset``."""
+    request: dict[str, Any] = {"project_id": PROJECT, "sort_by": draw(query_sort_keys)}
+    optional = {
+        "query": st.builds(lambda expr: {"$expr": expr}, query_exprs),
+        "fields": query_projections,
+        "limit": st.integers(0, 4),
+        "offset": st.integers(0, 4),
+    }
+    request.update(draw(st.fixed_dictionaries({}, optional=optional)))
+    return request
+
+
+@st.composite
+def payload_schema_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """``/feedback/payload_schema`` requests on :data:`PROJECT` over windows that cut
+    through the rows of :func:`datasets`, with or without its filters."""
+    start = BASE + timedelta(milliseconds=draw(st.integers(-1000, SPAN_MS)))
+    end = start + timedelta(milliseconds=draw(st.integers(0, SPAN_MS)))
+    request: dict[str, Any] = {"project_id": PROJECT, "start": start, "end": end}
+    optional = {
+        "feedback_type": st.sampled_from(["custom", "wandb.agent_monitor", "wandb.runnable.sc_a"]),
+        "trigger_ref": st.sampled_from(
+            [_ref("object", "mon_1"), _ref("object", "mon_", "*"), _ref("object", "watch", "v2")]
+        ),
+        "sample_limit": st.integers(1, 3),
+    }
+    request.update(draw(st.fixed_dictionaries({}, optional=optional)))
+    return request
+
+
 # --- rows by key: the fast executor's id / weave_ref index ---------------------------
 
 KEY_IDS = ["a", "b", "c", "d"]

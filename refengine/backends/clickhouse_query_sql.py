@@ -299,15 +299,12 @@ class Translator:
         items = [self.inferred(self.operand(n), left) for n in item_nodes]
         return self._in(left, items)
 
-    def _in(self, left: Expr, items: Sequence[Expr]) -> Expr:
-        if not items:
-            return Expr("bool", f"if(isNull({left.sql}), NULL, 0)")
-        if all(item.literal is not None for item in items):
-            known = [item.sql for item in items if item.sql != "NULL"]
-            if not known:
-                return Expr("bool", f"if(isNull({left.sql}), NULL, 0)")
-            return Expr("bool", f"({left.sql} IN ({', '.join(known)}))")
-        return Expr("bool", "(" + " OR ".join(f"({left.sql} = {i.sql})" for i in items) + ")")
+    @staticmethod
+    def _in(left: Expr, items: Sequence[Expr]) -> Expr:
+        # Production's IN, whatever the items: ClickHouse answers NULL for a NULL left
+        # side, else whether it equals an item (a NULL item equals nothing), and
+        # ``IN ()`` is false — the shared rules' three-valued membership.
+        return Expr("bool", f"({left.sql} IN ({', '.join(item.sql for item in items)}))")
 
     def contains(self, node: ContainsOperation) -> Expr:
         """Query / $contains: ``has`` (or case-blind element equality) on

@@ -275,7 +275,8 @@ def _digits(value: float) -> tuple[str, int]:
 
 
 def render_json_scalar(value: Any) -> str:
-    """A JSON value as ``toString(JSON_VALUE(...))`` shows it.
+    """A JSON value as ``toString(JSON_VALUE(...))`` shows it; an object or array as
+    :func:`render_json_compact` writes it.
 
     >>> [render_json_scalar(v) for v in ("hi", None, True, 5, 5.0, {"a": [1, "é"]})]
     ['hi', 'null', 'true', '5', '5', '{"a":[1,"é"]}']
@@ -290,7 +291,39 @@ def render_json_scalar(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         return ch_float(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return render_json_compact(value)
+
+
+_INT_RANGE = range(-(2**63), 2**64)
+
+
+def render_json_compact(value: Any) -> str:
+    """An object or array as ``JSON_VALUE`` writes it (SEMANTICS "Query / Fields"):
+    compact, strings escaped as JSON with non-ASCII characters as they are, numbers
+    as ClickHouse prints them (:func:`ch_float`), and an integer outside
+    ``[-2^63, 2^64 - 1]`` as a string of its digits.
+
+    >>> render_json_compact({"s": 0.0, "t": [1e6, 2**64, -1], "é": "\\n"})
+    '{"s":0,"t":[1e+06,"18446744073709551616",-1],"é":"\\\\n"}'
+    """
+    if isinstance(value, dict):
+        items = (f"{_json_string(k)}:{render_json_compact(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(render_json_compact(v) for v in value) + "]"
+    if isinstance(value, str):
+        return _json_string(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value) if value in _INT_RANGE else _json_string(str(value))
+    return ch_float(value)
+
+
+def _json_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
 
 
 def json_value(payload_dump: str, keys: Sequence[str]) -> str:
@@ -630,6 +663,9 @@ def compile_in(node: InOperation, depth: int) -> Compiled:
     kinds = {item.kind for item in literals} - {"null"}
     if left.kind == "datetime" and "string" in kinds:
         raise _no_common_type("datetime", "string")
+    if left.kind in ("array", "map") and not items:
+        # ClickHouse reads () as an empty tuple, which no array or map is compared with.
+        raise _no_common_type(left.kind, "empty list")
     if left.kind in ("json", "mapstr") and literals:
         raw = [_raw(item) for item in literals if item.kind != "null"]
         if kinds == {"number"}:
