@@ -269,7 +269,7 @@ class Translator:
     def comparison(self, symbol: str, left: Expr, right: Expr) -> Expr:
         a = self.inferred(left, right)
         b = self.inferred(right, left)
-        if "NULL" in (a.sql, b.sql) and "enum" in (a.kind, b.kind):
+        if _unknown_status(a) or _unknown_status(b):
             return Expr("bool", "0")  # an unknown status name: false, not NULL
         return Expr("bool", f"({a.sql} {symbol} {b.sql})")
 
@@ -387,6 +387,11 @@ class Translator:
         if expr.kind == "json":
             return f"toString({expr.sql})", "plain"
         return expr.sql, "plain"
+
+
+def _unknown_status(operand: Expr) -> bool:
+    """A string literal compared with ``span_status_code`` that names no status."""
+    return operand.kind == "enum" and operand.literal is not None and operand.sql == "NULL"
 
 
 _COMPARISONS: tuple[tuple[type, str, str], ...] = (

@@ -161,6 +161,8 @@ EXPRESSIONS: list[dict[str, Any]] = [
     {"$eq": [get("span_status_code"), lit(2)]},
     {"$eq": [get("span_status_code"), lit("BOGUS")]},
     {"$not": [{"$eq": [get("span_status_code"), lit("BOGUS")]}]},
+    {"$not": [{"$eq": [get("span_status_code"), lit(None)]}]},
+    {"$not": [{"$in": [get("span_status_code"), [lit("BOGUS"), lit(None)]]}]},
     {"$eq": [get("creator"), lit("someone")]},
     {"$not": [{"$eq": [get("creator"), lit("someone")]}]},
     {"$not": [{"$gt": [get("scorer_ratings._rating_"), lit(0)]}]},
