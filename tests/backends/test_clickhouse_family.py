@@ -367,6 +367,17 @@ def test_a_replace_whose_insert_fails_writes_the_old_rows_back(rows: Pair) -> No
     assert sorted(_ids(rows.backend, rows.project)) == ["a", "a", "b", "c", "d"]
 
 
+def test_a_replace_whose_inserts_all_fail_loses_the_old_row_as_documented(rows: Pair) -> None:
+    # The guarantee's limit (clickhouse_family.replace): with the database refusing
+    # every insert after the delete, the old rows cannot be written back.
+    connection = _Failing(rows.backend.connection, "INSERT")
+    broken = ClickHouseBackend(connection, clock=rows.clock)
+    with pytest.raises(BackendUnavailable, match="refused"):
+        broken.feedback_replace(_replacement(rows.project, feedback_id="a"))
+    assert connection.refused == 2  # the new row, then the write-back
+    assert _ids(rows.backend, rows.project) == ["b", "c", "d"]
+
+
 def test_a_replace_whose_delete_fails_changes_nothing(rows: Pair) -> None:
     broken = ClickHouseBackend(_Failing(rows.backend.connection, "DELETE"), clock=rows.clock)
     with pytest.raises(BackendUnavailable):
