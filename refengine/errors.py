@@ -234,6 +234,10 @@ CONTAINS_TOKEN_UNSUPPORTED = (  # refengine: production answers 500
 BAD_DATETIME_LITERAL = (  # refengine: production fails in the database (502)
     "Cannot compare created_at with {value!r}: expected an ISO 8601 date or time, or epoch seconds"
 )
+UNADDRESSABLE_PAYLOAD_KEY = (  # refengine: production's JSON path fails in the database (502)
+    "Cannot read payload path {field}: a key of a payload path may not be empty or contain "
+    "'\"' or '\\'"
+)
 BAD_NUMBER_LITERAL = (  # refengine: production fails in the database (502)
     "Cannot compare a number with {value!r}: the string is not a number"
 )

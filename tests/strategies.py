@@ -502,6 +502,98 @@ query_exprs: st.SearchStrategy[dict[str, Any]] = st.recursive(
 on purpose (those must be a 400, never a crash)."""
 
 
+query_sort_keys = st.lists(
+    st.fixed_dictionaries(
+        {
+            "field": st.sampled_from([*QUERY_FIELDS, "creator", "payload", "scorer_ratings"]),
+            "direction": st.sampled_from(["asc", "desc"]),
+        }
+    ),
+    max_size=3,
+)
+"""``sort_by`` lists over the fields the create strategies fill."""
+
+query_projections = st.one_of(
+    st.none(),
+    st.just(["count(*)"]),
+    st.lists(st.sampled_from([*QUERY_FIELDS, "payload", "creator", "scorer_ratings"]), max_size=4),
+)
+"""``fields``: none (every column), ``count(*)``, or some fields (repeats allowed)."""
+
+
+wide_query_literals = st.one_of(
+    query_literals,
+    st.sampled_from([5.0, -0.0, 1e6, 1e-7, 100000.0, 2**63, "1e+06", "-0", "5", "null", "{}"]),
+    st.sampled_from(["2024-03-09T22:00:00.500Z", "2024-03-10", 1710021600, 1710021600.5]),
+)
+
+
+def _wide_operand() -> st.SearchStrategy[dict[str, Any]]:
+    fields = [*QUERY_FIELDS, "creator", "payload", "payload.output.score.0", "scorer_ratings"]
+    leaf = st.one_of(
+        st.builds(lambda f: {"$getField": f}, st.sampled_from(fields)),
+        st.builds(lambda v: {"$literal": v}, wide_query_literals),
+    )
+    return st.one_of(
+        leaf,
+        st.builds(
+            lambda operand, to: {"$convert": {"input": operand, "to": to}},
+            leaf,
+            st.sampled_from(["double", "string", "int", "bool", "exists"]),
+        ),
+        st.builds(
+            lambda f: {"$size": {"$getField": f}},
+            st.sampled_from(["scorer_tags", "scorer_ratings", "id"]),
+        ),
+    )
+
+
+wide_query_exprs: st.SearchStrategy[dict[str, Any]] = st.recursive(
+    _comparison(_wide_operand()),
+    lambda inner: st.one_of(
+        st.builds(lambda items: {"$and": items}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda items: {"$or": items}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda item: {"$not": [item]}, inner),
+    ),
+    max_leaves=5,
+)
+""":data:`query_exprs` with ``$convert``, ``$size`` and literals that ClickHouse prints
+or parses in its own ways (whole and tiny floats, dates, epoch seconds)."""
+
+
+@st.composite
+def query_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """Whole ``/feedback/query`` requests on :data:`PROJECT`: an optional expression,
+    projection, ``sort_by``, ``limit`` and ``offset``."""
+    request: dict[str, Any] = {"project_id": PROJECT, "sort_by": draw(query_sort_keys)}
+    optional = {
+        "query": st.builds(lambda expr: {"$expr": expr}, wide_query_exprs),
+        "fields": query_projections,
+        "limit": st.integers(0, 4),
+        "offset": st.integers(0, 4),
+    }
+    request.update(draw(st.fixed_dictionaries({}, optional=optional)))
+    return request
+
+
+@st.composite
+def payload_schema_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """``/feedback/payload_schema`` requests on :data:`PROJECT` over windows that cut
+    through the rows of :func:`datasets`, with or without its filters."""
+    start = BASE + timedelta(milliseconds=draw(st.integers(-1000, SPAN_MS)))
+    end = start + timedelta(milliseconds=draw(st.integers(0, SPAN_MS)))
+    request: dict[str, Any] = {"project_id": PROJECT, "start": start, "end": end}
+    optional = {
+        "feedback_type": st.sampled_from(["custom", "wandb.agent_monitor", "wandb.runnable.sc_a"]),
+        "trigger_ref": st.sampled_from(
+            [_ref("object", "mon_1"), _ref("object", "mon_", "*"), _ref("object", "watch", "v2")]
+        ),
+        "sample_limit": st.integers(1, 3),
+    }
+    request.update(draw(st.fixed_dictionaries({}, optional=optional)))
+    return request
+
+
 # --- rows by key: the fast executor's id / weave_ref index ---------------------------
 
 KEY_IDS = ["a", "b", "c", "d"]

@@ -1,8 +1,11 @@
 """The feedback endpoints on ClickHouse: embedded (``chdb``) or a server (``clickhouse-connect``).
 
 :class:`ClickHouseBackend` has the engine's methods — ``feedback_create``,
-``feedback_create_batch``, ``feedback_aggregate``, ``feedback_stats`` — taking the
-same request models (or dicts) and returning the same response models. The rules are
+``feedback_create_batch``, ``feedback_aggregate``, ``feedback_stats``, and the rest of
+the family in :mod:`refengine.backends.clickhouse_family` (``feedback_query``,
+``feedback_purge``, ``feedback_replace``, ``feedback_payload_schema``,
+``server_info``) — taking the same request models (or dicts) and returning the same
+response models. The rules are
 the shared ones: each request is validated and planned by :mod:`refengine.semantics`
 (so both engines refuse exactly the same requests with the same messages), a create
 row is prepared by :func:`refengine.semantics.create.prepare_row` (the row the
@@ -54,8 +57,17 @@ from ..models import (
     FeedbackCreateBatchRes,
     FeedbackCreateReq,
     FeedbackCreateRes,
+    FeedbackPayloadSchemaReq,
+    FeedbackPayloadSchemaRes,
+    FeedbackPurgeReq,
+    FeedbackPurgeRes,
+    FeedbackQueryReq,
+    FeedbackQueryRes,
+    FeedbackReplaceReq,
+    FeedbackReplaceRes,
     FeedbackStatsReq,
     FeedbackStatsRes,
+    ServerInfoRes,
     UnknownFields,
 )
 from ..rows import FeedbackRow
@@ -69,6 +81,7 @@ from ..semantics.create import (
 )
 from ..semantics.stats import AGGREGATIONS, StatsPlan
 from ..semantics.stats_time import render_timestamp
+from . import clickhouse_family
 from . import clickhouse_sql as sql
 
 Rows = list[list[Any]]
@@ -769,6 +782,40 @@ class ClickHouseBackend:
             slug, name = sql.split_window_alias(alias)
             window.setdefault(slug, {})[name] = _number(value)
         return window
+
+    # --- the rest of the family (refengine/backends/clickhouse_family.py) ---------------
+
+    def feedback_query(self, req: FeedbackQueryReq | Mapping[str, Any]) -> FeedbackQueryRes:
+        """Query, checked by :func:`refengine.semantics.feedback_query.plan` and run as
+        SQL (spec/SEMANTICS.md, "Query"); see :func:`clickhouse_family.query`."""
+        request = coerce_request(FeedbackQueryReq, req, self.unknown_fields)
+        return clickhouse_family.query(self.connection, request)
+
+    def feedback_purge(self, req: FeedbackPurgeReq | Mapping[str, Any]) -> FeedbackPurgeRes:
+        """Purge by id (spec/SEMANTICS.md, "Purge"); see :func:`clickhouse_family.purge`."""
+        request = coerce_request(FeedbackPurgeReq, req, self.unknown_fields)
+        with self._write_lock:
+            return clickhouse_family.purge(self.connection, request)
+
+    def feedback_replace(self, req: FeedbackReplaceReq | Mapping[str, Any]) -> FeedbackReplaceRes:
+        """Replace (spec/SEMANTICS.md, "Replace"): the whole create chain first, then
+        delete and insert; see :func:`clickhouse_family.replace`."""
+        request = coerce_request(FeedbackReplaceReq, req, self.unknown_fields)
+        prepared = self._prepare(clickhouse_family.create_part(request))
+        with self._write_lock:
+            return clickhouse_family.replace(self.connection, request, prepared, self._id_factory)
+
+    def feedback_payload_schema(
+        self, req: FeedbackPayloadSchemaReq | Mapping[str, Any]
+    ) -> FeedbackPayloadSchemaRes:
+        """Payload schema (spec/SEMANTICS.md, "Payload schema"): a missing ``end`` is
+        this backend's clock's now; see :func:`clickhouse_family.payload_schema`."""
+        request = coerce_request(FeedbackPayloadSchemaReq, req, self.unknown_fields)
+        return clickhouse_family.payload_schema(self.connection, request, self.clock())
+
+    def server_info(self) -> ServerInfoRes:
+        """What ``GET /server_info`` answers (spec/SEMANTICS.md, "Server info")."""
+        return clickhouse_family.server_info()
 
     # --- reading -----------------------------------------------------------------------
 

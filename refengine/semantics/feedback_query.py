@@ -28,7 +28,7 @@ from .query import (
     compile_query,
     json_exists,
     json_value,
-    split_payload_path,
+    payload_keys,
     to_float64_or_null,
 )
 
@@ -104,7 +104,7 @@ def sort_passes(field: str, descending: bool) -> list[SortKey]:
     """
     head, dot, rest = field.partition(".")
     if dot and head == "payload":
-        keys = split_payload_path(rest)
+        keys = payload_keys(field, rest)
         return [
             (lambda row: json_exists(row.payload_dump, keys), True, False),
             (lambda row: to_float64_or_null(json_value(row.payload_dump, keys)), descending, True),

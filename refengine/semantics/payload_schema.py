@@ -142,7 +142,14 @@ def value_type(types: set[str]) -> str:
 
 def fold(schema_plan: SchemaPlan, rows: Sequence[FeedbackRow]) -> FeedbackPayloadSchemaRes:
     """Sample, discover, and answer the paths sorted by ``json_path``."""
-    found = discover(sample(schema_plan, rows))
+    return answer(sample(schema_plan, rows))
+
+
+def answer(payloads: Iterable[Any]) -> FeedbackPayloadSchemaRes:
+    """The response for sampled payloads: their discovered paths, sorted by
+    ``json_path``, each with its united value type (a backend that samples in its
+    database answers with this)."""
+    found = discover(payloads)
     return FeedbackPayloadSchemaRes(
         paths=[
             PayloadSchemaPath(json_path=path, value_type=value_type(types))  # type: ignore[arg-type]

@@ -130,15 +130,41 @@ def split_payload_path(path: str) -> tuple[str, ...]:
     return tuple(part.replace("\\.", ".") for part in parts)
 
 
+def payload_keys(field: str, path: str) -> tuple[str, ...]:
+    r"""The keys of the payload path ``path`` of the field ``field``, each one that
+    production's JSON path can address (SEMANTICS "Query / Fields").
+
+    Production pastes every key between double quotes into a ClickHouse JSON path
+    (``$."a"."b"``): a key containing ``"`` or ``\`` (after ``\.`` is read as a dot)
+    or an empty key (``a..b``) makes a path that ClickHouse cannot parse, or reads
+    another key. Such a path is refused (``InvalidRequest``, a Decision: production
+    fails in the database).
+
+    >>> payload_keys("payload.a.0", "a.0")
+    ('a', '0')
+    >>> try:
+    ...     payload_keys("payload.a..b", "a..b")
+    ... except InvalidRequest as error:
+    ...     print(error.reason[:38])
+    Cannot read payload path payload.a..b:
+    """
+    keys = split_payload_path(path)
+    if any(not key or '"' in key or "\\" in key for key in keys):
+        raise InvalidRequest(format_message(errors.UNADDRESSABLE_PAYLOAD_KEY, field=field))
+    return keys
+
+
 _MISSING = object()
 
 
 def json_lookup(payload: Any, keys: Sequence[str]) -> Any:
-    """The value at ``keys`` (an all-digit key indexes an array), or ``_MISSING``."""
+    """The value at ``keys``, or ``_MISSING``. An all-digit key indexes an array and
+    only an array: production writes it as ``[i]`` in the JSON path, which never
+    reads an object's key (SEMANTICS "Query / Fields")."""
     value = payload
     for key in keys:
         if isinstance(value, dict):
-            if key not in value:
+            if key not in value or key.isdigit():
                 return _MISSING
             value = value[key]
         elif isinstance(value, list) and key.isdigit():
@@ -192,6 +218,46 @@ def ch_float(value: float) -> str:
     return sign + (fixed if len(fixed) <= len(scientific) else scientific)
 
 
+def ch_to_string(value: float) -> str:
+    """A float as ClickHouse's ``toString`` prints it (what ``$convert`` to ``string``
+    gives for a number): the shortest round-tripping digits, in fixed notation when
+    the decimal exponent is in ``[-6, 21)``, else ``<digits>e<exponent>`` with no
+    ``+`` and no padding. (``JSON_VALUE`` prints numbers otherwise: :func:`ch_float`.)
+
+    >>> [ch_to_string(x) for x in (1e6, 1e-5, 1e-6, 1e-7, 1e21, 0.1, -0.0, 5.0, 1.2345e-7)]
+    ['1000000', '0.00001', '0.000001', '1e-7', '1e21', '0.1', '-0', '5', '1.2345e-7']
+    """
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if math.isnan(value):
+        return "nan"
+    digits, exponent = _digits(value)
+    sign = "-" if math.copysign(1.0, value) < 0 else ""
+    if -6 <= exponent < 21:
+        point = exponent + 1
+        if point <= 0:
+            return sign + "0." + "0" * (-point) + digits
+        if point >= len(digits):
+            return sign + digits + "0" * (point - len(digits))
+        return sign + digits[:point] + "." + digits[point:]
+    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{sign}{mantissa}e{exponent}"
+
+
+def ch_field_text(value: float) -> str:
+    """A float literal as ClickHouse turns it into a ``String`` to compare it with a
+    string in a mixed ``IN`` list: :func:`ch_to_string`, with a trailing ``.`` when
+    that is a whole number in fixed notation.
+
+    >>> [ch_field_text(x) for x in (5.0, -0.0, 0.5, 1e21, 1e-7)]
+    ['5.', '-0.', '0.5', '1e21', '1e-7']
+    """
+    text = ch_to_string(value)
+    if "." in text or "e" in text or "n" in text:
+        return text
+    return text + "."
+
+
 def _digits(value: float) -> tuple[str, int]:
     # repr gives the shortest digits that round-trip; normalise them to
     # (significant digits, decimal exponent of the first one).
@@ -209,7 +275,8 @@ def _digits(value: float) -> tuple[str, int]:
 
 
 def render_json_scalar(value: Any) -> str:
-    """A JSON value as ``toString(JSON_VALUE(...))`` shows it.
+    """A JSON value as ``toString(JSON_VALUE(...))`` shows it; an object or array as
+    :func:`render_json_compact` writes it.
 
     >>> [render_json_scalar(v) for v in ("hi", None, True, 5, 5.0, {"a": [1, "é"]})]
     ['hi', 'null', 'true', '5', '5', '{"a":[1,"é"]}']
@@ -224,7 +291,39 @@ def render_json_scalar(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         return ch_float(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return render_json_compact(value)
+
+
+_INT_RANGE = range(-(2**63), 2**64)
+
+
+def render_json_compact(value: Any) -> str:
+    """An object or array as ``JSON_VALUE`` writes it (SEMANTICS "Query / Fields"):
+    compact, strings escaped as JSON with non-ASCII characters as they are, numbers
+    as ClickHouse prints them (:func:`ch_float`), and an integer outside
+    ``[-2^63, 2^64 - 1]`` as a string of its digits.
+
+    >>> render_json_compact({"s": 0.0, "t": [1e6, 2**64, -1], "é": "\\n"})
+    '{"s":0,"t":[1e+06,"18446744073709551616",-1],"é":"\\\\n"}'
+    """
+    if isinstance(value, dict):
+        items = (f"{_json_string(k)}:{render_json_compact(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(render_json_compact(v) for v in value) + "]"
+    if isinstance(value, str):
+        return _json_string(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value) if value in _INT_RANGE else _json_string(str(value))
+    return ch_float(value)
+
+
+def _json_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
 
 
 def json_value(payload_dump: str, keys: Sequence[str]) -> str:
@@ -263,7 +362,7 @@ def compile_field(name: str) -> Compiled:
         return Compiled("map", attrgetter(name))
     head, dot, rest = name.partition(".")
     if dot and head == "payload":
-        keys = split_payload_path(rest)
+        keys = payload_keys(name, rest)
         return Compiled("json", lambda row: json_value(row.payload_dump, keys))
     if dot and head in STRING_MAPS:
         return Compiled("mapstr", _map_getter(head, rest))
@@ -426,6 +525,10 @@ def compile_convert(node: ConvertOperation, depth: int) -> Compiled:
     if to == "string":
         if stringy:
             return Compiled("string", get)
+        if inner.literal is not None and isinstance(_raw(inner), bool):
+            # A Bool parameter prints as its name, a condition (UInt8) as a digit.
+            text = "true" if _raw(inner) else "false"
+            return Compiled("string", lambda row: text)
         if inner.kind in ("number", "bool"):
             return Compiled("string", lambda row: _number_text(get(row)))
         if inner.kind == "datetime":
@@ -450,7 +553,7 @@ def _number_text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, float):
-        return ch_float(value)
+        return ch_to_string(value)
     return str(value)
 
 
@@ -560,6 +663,9 @@ def compile_in(node: InOperation, depth: int) -> Compiled:
     kinds = {item.kind for item in literals} - {"null"}
     if left.kind == "datetime" and "string" in kinds:
         raise _no_common_type("datetime", "string")
+    if left.kind in ("array", "map") and not items:
+        # ClickHouse reads () as an empty tuple, which no array or map is compared with.
+        raise _no_common_type(left.kind, "empty list")
     if left.kind in ("json", "mapstr") and literals:
         raw = [_raw(item) for item in literals if item.kind != "null"]
         if kinds == {"number"}:
@@ -618,7 +724,7 @@ def _literal_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return ch_float(value)
+        return ch_field_text(value)
     return str(value)
 
 
@@ -638,8 +744,9 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 
 def compile_contains(spec: ContainsSpec, depth: int) -> Compiled:
-    """Query / $contains: element membership on ``scorer_tags`` (``has``), a substring
-    test on any text (``position``); ``case_insensitive`` folds ASCII only."""
+    """Query / $contains: element membership on ``scorer_tags`` (``has``; a NULL
+    ``substr`` is false there), a substring test on any text (``position``; NULL
+    with a NULL side); ``case_insensitive`` folds ASCII only."""
     source = compile_operand(spec.input, depth + 1)
     needle = compile_operand(spec.substr, depth + 1)
     folded = bool(spec.case_insensitive)
@@ -653,7 +760,7 @@ def compile_contains(spec: ContainsSpec, depth: int) -> Compiled:
         def has(row: FeedbackRow) -> int | None:
             tags, sub = get_s(row), get_n(row)
             if sub is None:
-                return None
+                return 0  # has(tags, NULL) finds no NULL element: false, not NULL
             if folded:
                 sub = ascii_lower(sub)
                 return int(any(ascii_lower(tag) == sub for tag in tags))
