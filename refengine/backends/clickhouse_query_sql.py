@@ -65,6 +65,7 @@ from ..semantics.query import (
     parse_datetime_ms,
     split_payload_path,
 )
+from .clickhouse_sql import type_and_trigger_filters
 
 Params = dict[str, Any]
 
@@ -518,16 +519,7 @@ def payload_sample_sql(table: str, project_id: str, p: SchemaPlan) -> tuple[str,
         "created_at >= fromUnixTimestamp64Milli({after_ms:Int64}, 'UTC')",
         "created_at < fromUnixTimestamp64Milli({before_ms:Int64}, 'UTC')",
     ]
-    if p.feedback_type is not None:
-        params["feedback_type"] = p.feedback_type
-        where.append("feedback_type = {feedback_type:String}")
-    if p.trigger_ref is not None:
-        if p.trigger_ref.endswith(":*"):
-            params["trigger_prefix"] = p.trigger_ref[:-2]
-            where.append("startsWith(trigger_ref, {trigger_prefix:String})")
-        else:
-            params["trigger_ref"] = p.trigger_ref
-            where.append("trigger_ref = {trigger_ref:String}")
+    where.extend(type_and_trigger_filters(p.feedback_type, p.trigger_ref, params))
     position = f"tuple({', '.join(STORE_ORDER)})"
     sql = (
         f"SELECT argMax(payload_dump, {position}) AS payload, max({position}) AS newest "

@@ -328,6 +328,27 @@ _WHOLE_SECOND = "toDateTime64(toDateTime({{{bound}:Float64}}, {{tz:String}}), 3,
 """A stats bound truncated to whole seconds (Stats / Buckets), typed as ``created_at``."""
 
 
+def type_and_trigger_filters(
+    feedback_type: str | None, trigger_ref: str | None, params: Params
+) -> list[str]:
+    """The ``feedback_type`` and ``trigger_ref`` conditions of stats and payload_schema
+    (spec/SEMANTICS.md, "Stats / Filters"): a type matched exactly; a trigger ref
+    exactly, or by prefix when it ends in ``:*`` (production's ``startsWith``). Binds
+    their values into ``params``."""
+    where = []
+    if feedback_type is not None:
+        params["feedback_type"] = feedback_type
+        where.append("feedback_type = {feedback_type:String}")
+    if trigger_ref is not None:
+        if trigger_ref.endswith(":*"):
+            params["trigger_prefix"] = trigger_ref[:-2]
+            where.append("startsWith(trigger_ref, {trigger_prefix:String})")
+        else:
+            params["trigger_ref"] = trigger_ref
+            where.append("trigger_ref = {trigger_ref:String}")
+    return where
+
+
 def _stats_context(table: str, p: StatsPlan, params: Params) -> tuple[str, str]:
     """The filtered, extracted rows of a stats plan (as a subquery body) and the time
     zone expression; fills ``params``.
@@ -348,16 +369,7 @@ def _stats_context(table: str, p: StatsPlan, params: Params) -> tuple[str, str]:
         f"created_at >= {_WHOLE_SECOND.format(bound='start')}",
         f"created_at < {_WHOLE_SECOND.format(bound='end')}",
     ]
-    if p.feedback_type is not None:
-        params["feedback_type"] = p.feedback_type
-        where.append("feedback_type = {feedback_type:String}")
-    if p.trigger_ref is not None:
-        if p.trigger_ref.endswith(":*"):
-            params["trigger_prefix"] = p.trigger_ref[:-2]
-            where.append("startsWith(trigger_ref, {trigger_prefix:String})")
-        else:
-            params["trigger_ref"] = p.trigger_ref
-            where.append("trigger_ref = {trigger_ref:String}")
+    where.extend(type_and_trigger_filters(p.feedback_type, p.trigger_ref, params))
     extracted = [
         f"{metric_expression(i, metric, params)} AS m_{metric.slug}"
         for i, metric in enumerate(p.metrics)
