@@ -94,6 +94,9 @@ NON_FINITE = (  # refengine
     "{where} contains a non-finite number ({value}); NaN and Infinity are not JSON "
     "and would make the stored row unreadable"
 )
+UNSTORABLE_TEXT = (  # refengine: production fails the insert with a server error
+    "{field} holds a lone surrogate ({char}), which UTF-8 cannot store"
+)
 BAD_STATUS_CODE = (  # refengine: production fails the insert with a server error
     "span_status_code must be one of UNSET, OK, ERROR, got: {value!r}"
 )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -204,6 +204,7 @@ def prepare_row(
         trace_id,
         req.scorer_trace_id,
     )
+    check_storable_text(row)
     return PreparedCreate(row, now, payload)
 
 
@@ -258,6 +259,47 @@ def check_status_code(req: FeedbackCreateReq) -> None:
     value (production fails the insert); the row is then stamped and built."""
     if req.span_status_code not in STATUS_CODES:
         raise InvalidRequest(format_message(errors.BAD_STATUS_CODE, value=req.span_status_code))
+
+
+def _row_texts(row: FeedbackRow) -> Iterator[tuple[str, str]]:
+    """Every string of ``row`` with the column it is in (a map's keys and values too)."""
+    for name, value in zip(FeedbackRow._fields, row, strict=True):
+        if isinstance(value, str):
+            yield name, value
+        elif isinstance(value, tuple):  # scorer_tags
+            for tag in value:
+                yield name, tag
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                yield name, key
+                if isinstance(item, str):
+                    yield name, item
+
+
+def check_storable_text(row: FeedbackRow) -> None:
+    """Create / 9. Status codes and writing: every string of the row can be stored
+    as UTF-8. A lone surrogate (``"\\ud800"``: legal in JSON text, not in UTF-8) in
+    a column is a 400 naming the column (production's insert fails on it, a server
+    error; the payload is stored with ASCII escapes, so any string may hold one).
+
+    Runtime complexity: one pass over the row's strings (one C-level ``isascii``
+    when they are all ASCII; a field is looked for only when the whole fails).
+    """
+    texts = [text for _name, text in _row_texts(row)]
+    joined = "".join(texts)
+    if joined.isascii():
+        return
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        for name, text in _row_texts(row):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                char = f"U+{ord(text[exc.start]):04X}"
+                raise InvalidRequest(
+                    format_message(errors.UNSTORABLE_TEXT, field=name, char=char)
+                ) from None
 
 
 def _check_payload(schema: type[BaseModel], payload: dict[str, Any], ftype: str) -> None:

@@ -286,10 +286,13 @@ def test_the_batch_limit_is_the_engines(backend: ClickHouseBackend) -> None:
 def test_rejections_match_the_engine(backend: ClickHouseBackend) -> None:
     engine = Engine()
     bad = [
+        # an explicit end: a missing one is each engine's clock's now
         ("feedback_stats", {"project_id": "p", "start": "2024-05-01T00:00:00Z",
-                            "metrics": [{"json_path": "a-b"}]}),
+                            "end": "2024-05-01T01:00:00Z", "metrics": [{"json_path": "a-b"}]}),
         ("feedback_aggregate", {"project_id": "p", "after_ms": 5, "before_ms": 5}),
         ("feedback_create", _create("p", runnable_ref="weave:///p/object/x:1")),
+        # a lone surrogate: once a 503 here (ClickHouse cannot parse it), now both 400
+        ("feedback_create", _create("p", span_agent_name="a\ud800")),
     ]  # fmt: skip
     for method, request in bad:
         errors = []

@@ -698,3 +698,33 @@ def test_the_batch_limit_is_checked_before_any_item(engine: Engine) -> None:
     items = [req(span_status_code="BAD")] * 10_001  # each item would fail on its own
     with pytest.raises(InvalidRequest, match=r"^a batch may hold at most"):
         engine.feedback_create_batch({"batch": items})
+
+
+# --- Create / 9. Status codes and writing: strings UTF-8 can store ----------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "column", "char"),
+    [
+        ({"creator": "a\ud800"}, "creator", "U+D800"),
+        ({"id": "\udfff"}, "id", "U+DFFF"),
+        ({"span_agent_name": "x\udce9y"}, "span_agent_name", "U+DCE9"),
+        ({"scorer_tags": ["ok", "\ud83d"]}, "scorer_tags", "U+D83D"),
+        ({"scorer_rating_reasons": {"\ud800": "why"}}, "scorer_rating_reasons", "U+D800"),
+        ({"scorer_tag_reasons": {"ok": "why\ud800"}}, "scorer_tag_reasons", "U+D800"),
+    ],
+)
+def test_a_lone_surrogate_in_a_column_is_refused_naming_it(
+    engine: Engine, fields: dict[str, Any], column: str, char: str
+) -> None:
+    scorer = "scorer" in next(iter(fields))
+    typed = {"feedback_type": "wandb.runnable.mon", "runnable_ref": OP.format("mon"),
+             "call_ref": "weave:///acme/bot/call/c2", "payload": {"output": 1}}  # fmt: skip
+    request = req(**(typed if scorer else {}), **fields)
+    rejects(engine, request, f"{column} holds a lone surrogate ({char}), which UTF-8 cannot store")
+
+
+def test_a_lone_surrogate_in_the_payload_is_stored_escaped(engine: Engine) -> None:
+    res = engine.feedback_create(req(payload={"\ud800": "é\udfff"}, creator="Zoë 👍"))
+    assert res.payload == {"\ud800": "é\udfff"}
+    assert engine.rows(P)[0].payload_dump.isascii()
