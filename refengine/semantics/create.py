@@ -26,6 +26,8 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
+from itertools import chain
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import emoji
@@ -33,6 +35,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from .. import errors
 from ..errors import InvalidRequest, format_message
+from ..frozenmap import EMPTY
 from ..models import FeedbackCreateReq, FeedbackCreateRes
 from ..refs import ParsedRef, is_call_ref, parse_agent_ref, parse_ref
 from ..rows import STATUS_CODES, FeedbackRow, build_row, datetime_to_us, payload_text, with_id
@@ -261,6 +264,24 @@ def check_status_code(req: FeedbackCreateReq) -> None:
         raise InvalidRequest(format_message(errors.BAD_STATUS_CODE, value=req.span_status_code))
 
 
+_TEXT_COLUMNS = (
+    "id", "project_id", "weave_ref", "wb_user_id", "creator", "feedback_type",
+    "annotation_ref", "runnable_ref", "call_ref", "trigger_ref", "queue_id",
+    "span_agent_name", "span_agent_version", "span_status_code", "span_conversation_id",
+    "span_trace_id", "scorer_trace_id",
+)  # fmt: skip
+_NO_MAPS = {id(EMPTY)}
+_text_columns = itemgetter(*map(FeedbackRow._fields.index, _TEXT_COLUMNS))
+_maps_of = itemgetter(
+    *map(
+        FeedbackRow._fields.index,
+        ("scorer_tag_reasons", "scorer_tag_confidences", "scorer_ratings",
+         "scorer_rating_reasons", "scorer_rating_confidences"),
+    )
+)  # fmt: skip
+# The row's own string columns (the payload's text is ASCII by construction).
+
+
 def _row_texts(row: FeedbackRow) -> Iterator[tuple[str, str]]:
     """Every string of ``row`` with the column it is in (a map's keys and values too)."""
     for name, value in zip(FeedbackRow._fields, row, strict=True):
@@ -282,24 +303,29 @@ def check_storable_text(row: FeedbackRow) -> None:
     a column is a 400 naming the column (production's insert fails on it, a server
     error; the payload is stored with ASCII escapes, so any string may hold one).
 
-    Runtime complexity: one pass over the row's strings (one C-level ``isascii``
-    when they are all ASCII; a field is looked for only when the whole fails).
+    Runtime complexity: ``O(1)`` per string while they are ASCII (CPython knows it of
+    each string: ``str.isascii`` reads a flag), checked by C-level passes; a string
+    that is not is encoded, and the column is looked for only when one fails.
     """
-    texts = [text for _name, text in _row_texts(row)]
-    joined = "".join(texts)
-    if joined.isascii():
+    texts = chain(filter(None, _text_columns(row)), row.scorer_tags)
+    maps = _maps_of(row)
+    if set(map(id, maps)) != _NO_MAPS:  # rows without entries share EMPTY (build_row)
+        tag_reasons, tag_confidences, ratings, rating_reasons, rating_confidences = maps
+        texts = chain(
+            texts,
+            *(tag_reasons, tag_reasons.values(), tag_confidences, ratings),
+            *(rating_reasons, rating_reasons.values(), rating_confidences),
+        )
+    if all(map(str.isascii, texts)):
         return
-    try:
-        joined.encode("utf-8")
-    except UnicodeEncodeError:
-        for name, text in _row_texts(row):
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                char = f"U+{ord(text[exc.start]):04X}"
-                raise InvalidRequest(
-                    format_message(errors.UNSTORABLE_TEXT, field=name, char=char)
-                ) from None
+    for name, text in _row_texts(row):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            char = f"U+{ord(text[exc.start]):04X}"
+            raise InvalidRequest(
+                format_message(errors.UNSTORABLE_TEXT, field=name, char=char)
+            ) from None
 
 
 def _check_payload(schema: type[BaseModel], payload: dict[str, Any], ftype: str) -> None:
