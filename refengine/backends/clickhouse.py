@@ -753,14 +753,7 @@ class ClickHouseBackend:
         plan = stats.plan(coerce_request(FeedbackStatsReq, req, self.unknown_fields), self.clock())
         if not plan.metrics or plan.zone is None:
             return stats.no_metrics_response(plan)
-        return FeedbackStatsRes(
-            start=plan.start,
-            end=plan.end,
-            granularity=plan.granularity,
-            timezone=plan.timezone,
-            buckets=self._stats_buckets(plan),
-            window_stats=self._stats_window(plan),
-        )
+        return stats.response(plan, self._stats_buckets(plan), self._stats_window(plan))
 
     def _stats_buckets(self, plan: StatsPlan) -> list[dict[str, Any]]:
         statement, params, columns = sql.stats_buckets_sql(self.connection.table, plan)

@@ -42,7 +42,7 @@ from ..models import FeedbackStatsRes
 from ..paths import found
 from ..rows import FeedbackRow
 from ..semantics.exact import exact_sum, interpolate, interpolate_ranks, mean
-from ..semantics.stats import AGGREGATIONS, MetricPlan, StatsPlan, no_metrics_response
+from ..semantics.stats import AGGREGATIONS, MetricPlan, StatsPlan, no_metrics_response, response
 from ..semantics.stats_time import render_timestamp
 
 _created_at_ms = attrgetter("created_at_ms")
@@ -100,14 +100,7 @@ def fold(p: StatsPlan, snapshot: StatsSnapshot) -> FeedbackStatsRes:
         plan.slug: _window_aggregates(plan, per_bucket, len(rows), seen)
         for plan, per_bucket, seen in zip(plans, values, extremes, strict=True)
     }
-    return FeedbackStatsRes(
-        start=p.start,
-        end=p.end,
-        granularity=p.granularity,
-        timezone=p.timezone,
-        buckets=buckets,
-        window_stats=window_stats,
-    )
+    return response(p, buckets, window_stats)
 
 
 SELECTION_FACTOR = 667

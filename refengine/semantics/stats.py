@@ -385,16 +385,27 @@ def metric_results(metric: MetricPlan, values: list[Any], *, in_window: bool) ->
     return out
 
 
-def no_metrics_response(p: StatsPlan) -> FeedbackStatsRes:
-    """Stats / No metrics: no buckets, granularity 3600, ``window_stats`` null."""
+def response(
+    p: StatsPlan,
+    buckets: list[dict[str, Any]],
+    window_stats: dict[str, dict[str, float | None]] | None,
+) -> FeedbackStatsRes:
+    """The answer to ``p`` from its buckets and window aggregates: the plan's
+    ``start``, ``end``, ``granularity`` and ``timezone`` echoed (Stats / Response
+    shape). Every executor and backend builds its answer here."""
     return FeedbackStatsRes(
         start=p.start,
         end=p.end,
         granularity=p.granularity,
         timezone=p.timezone,
-        buckets=[],
-        window_stats=None,
+        buckets=buckets,
+        window_stats=window_stats,
     )
+
+
+def no_metrics_response(p: StatsPlan) -> FeedbackStatsRes:
+    """Stats / No metrics: no buckets, granularity 3600, ``window_stats`` null."""
+    return response(p, [], None)
 
 
 def fold(p: StatsPlan, rows: Sequence[FeedbackRow]) -> FeedbackStatsRes:
@@ -420,17 +431,11 @@ def fold(p: StatsPlan, rows: Sequence[FeedbackRow]) -> FeedbackStatsRes:
             bucket.update(metric_results(metric, values, in_window=False))
         bucket["count"] = len(bucket_rows)
         buckets.append(bucket)
-    return FeedbackStatsRes(
-        start=p.start,
-        end=p.end,
-        granularity=p.granularity,
-        timezone=p.timezone,
-        buckets=buckets,
-        window_stats={
-            metric.slug: metric_results(metric, seen, in_window=True)
-            for metric, seen in zip(p.metrics, window, strict=True)
-        },
-    )
+    window_stats = {
+        metric.slug: metric_results(metric, seen, in_window=True)
+        for metric, seen in zip(p.metrics, window, strict=True)
+    }
+    return response(p, buckets, window_stats)
 
 
 __all__ = [
