@@ -57,6 +57,7 @@ from sortedcontainers import SortedKeyList
 from ..rows import FeedbackRow
 from . import lru
 from .columns import PROFILE_FIELDS, Codebook, Columns, Signature, new_signatures
+from .staleness import still_valid
 
 MAX_PARTITIONINGS = 4
 """How many ``group_by`` sets keep their partitions between queries."""
@@ -203,11 +204,7 @@ class AggregateIndex:
         part of keeping the index current that reads the store. Runtime complexity:
         ``O(log n + m)`` for the ``m`` rows copied (a pointer copy)."""
         from_ms, self.stale_from = self.stale_from, None
-        covered = len(self.master)
-        if from_ms is not None:
-            # The rows before from_ms are where the master saw them.
-            covered = min(covered, rows.bisect_key_left(from_ms))
-        new_rows: list[FeedbackRow] = rows[covered:]
+        new_rows: list[FeedbackRow] = rows[still_valid(rows, len(self.master), from_ms) :]
         return from_ms, new_rows
 
     def catch_up(self, from_ms: int | None, new_rows: list[FeedbackRow]) -> None:

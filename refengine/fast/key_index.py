@@ -28,6 +28,7 @@ from sortedcontainers import SortedKeyList
 
 from ..models import AndOperation, EqOperation, GetFieldOperator, LiteralOperation, Query
 from ..rows import FeedbackRow
+from .staleness import still_valid
 
 KEY_COLUMNS = ("id", "weave_ref")
 """The columns the index keeps, by their API names."""
@@ -99,11 +100,7 @@ class KeyIndex:
         the index lacks. Call it under the lock that guards ``rows``. Runtime
         complexity: ``O(log n + m)`` for the ``m`` rows copied (pointers)."""
         from_ms, self.stale_from = self.stale_from, None
-        covered = len(self.indexed)
-        if from_ms is not None:
-            # The rows before from_ms are where the index saw them.
-            covered = min(covered, rows.bisect_key_left(from_ms))
-        new_rows: list[FeedbackRow] = rows[covered:]
+        new_rows: list[FeedbackRow] = rows[still_valid(rows, len(self.indexed), from_ms) :]
         return from_ms, new_rows
 
     def catch_up(self, from_ms: int | None, new_rows: Sequence[FeedbackRow]) -> None:
@@ -159,9 +156,7 @@ class KeyIndex:
         wherever it is current. ``O(n)``. Does not bring the index up to date."""
         if len(self.indexed) > len(rows) and self.stale_from is None:
             raise AssertionError("the key index holds more rows than the store")
-        covered = len(self.indexed)
-        if self.stale_from is not None:
-            covered = min(covered, rows.bisect_key_left(self.stale_from))
+        covered = still_valid(rows, len(self.indexed), self.stale_from)
         if self.indexed[:covered] != list(rows.islice(0, covered)):
             raise AssertionError("the key index is not a prefix of the store")
         if self.stale_from is not None:
