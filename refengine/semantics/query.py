@@ -199,23 +199,32 @@ def ch_float(value: float) -> str:
         shortest_scientific = sign_width + len(significant) + (len(significant) > 1) + 4
         if len(fixed) <= shortest_scientific:
             return fixed
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if math.isnan(value):
-        return "nan"
+    if not math.isfinite(value):
+        return _non_finite(value)
     digits, exponent = _digits(value)
     sign = "-" if math.copysign(1.0, value) < 0 else ""
-    # Fixed notation from the digits and the decimal exponent.
+    fixed = _fixed(digits, exponent)
+    scientific = f"{_mantissa(digits)}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
+    return sign + (fixed if len(fixed) <= len(scientific) else scientific)
+
+
+def _non_finite(value: float) -> str:
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def _fixed(digits: str, exponent: int) -> str:
+    """Fixed notation of the significant ``digits`` times 10**``exponent``
+    (the first digit's place), unsigned."""
     point = exponent + 1  # digits before the decimal point
     if point <= 0:
-        fixed = "0." + "0" * (-point) + digits
-    elif point >= len(digits):
-        fixed = digits + "0" * (point - len(digits))
-    else:
-        fixed = digits[:point] + "." + digits[point:]
-    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-    scientific = f"{mantissa}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
-    return sign + (fixed if len(fixed) <= len(scientific) else scientific)
+        return "0." + "0" * (-point) + digits
+    if point >= len(digits):
+        return digits + "0" * (point - len(digits))
+    return digits[:point] + "." + digits[point:]
+
+
+def _mantissa(digits: str) -> str:
+    return digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
 
 
 def ch_to_string(value: float) -> str:
@@ -227,21 +236,13 @@ def ch_to_string(value: float) -> str:
     >>> [ch_to_string(x) for x in (1e6, 1e-5, 1e-6, 1e-7, 1e21, 0.1, -0.0, 5.0, 1.2345e-7)]
     ['1000000', '0.00001', '0.000001', '1e-7', '1e21', '0.1', '-0', '5', '1.2345e-7']
     """
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if math.isnan(value):
-        return "nan"
+    if not math.isfinite(value):
+        return _non_finite(value)
     digits, exponent = _digits(value)
     sign = "-" if math.copysign(1.0, value) < 0 else ""
     if -6 <= exponent < 21:
-        point = exponent + 1
-        if point <= 0:
-            return sign + "0." + "0" * (-point) + digits
-        if point >= len(digits):
-            return sign + digits + "0" * (point - len(digits))
-        return sign + digits[:point] + "." + digits[point:]
-    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-    return f"{sign}{mantissa}e{exponent}"
+        return sign + _fixed(digits, exponent)
+    return f"{sign}{_mantissa(digits)}e{exponent}"
 
 
 def ch_field_text(value: float) -> str:
