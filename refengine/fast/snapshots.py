@@ -148,8 +148,10 @@ def keep_current(store: ProjectStore) -> None:
     ``O(1)`` for a write that finds the lag short (the check reads two lengths,
     without the engine lock: a stale read only moves the work to the next write);
     otherwise the catch-up's own cost (:mod:`refengine.fast.aggregate_index`),
-    ``O(m (1 + r + p))`` for the ``m`` rows lagging, ``r`` rating keys and ``p``
-    partitionings kept: amortised, ``O(1 + r + p)`` per row written.
+    ``O(m (1 + r) (1 + p))`` for the ``m`` rows lagging, ``r`` rating keys and
+    ``p`` partitionings kept (each partitioning gathers every column of its rows;
+    its sort is over chunks of a constant size): amortised, ``O((1 + r) (1 + p))``
+    per row written.
     """
     guarded = guarded_aggregate_index(store)
     index = guarded.index

@@ -187,6 +187,23 @@ def test_a_first_query_partitions_its_window_and_later_ones_grow_the_range() -> 
     store.check_invariants()
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 8192])
+def test_partitions_built_in_chunks_keep_store_order_in_every_group(chunk: int) -> None:
+    # Rows of three groups, interleaved unevenly, a fourth group first seen late.
+    scorers = ["a", "b", "a", "c", "a", "a", "b", "c", "c", "a"] * 5 + ["d", "a", "d"]
+    store = ProjectStore("e/p")
+    store.update(scorer_row(ms, scorer, rating=ms / 8) for ms, scorer in enumerate(scorers))
+    with mock.patch("refengine.fast.aggregate_index.BUILD_CHUNK", chunk):
+        views = aggregate_snapshot(store, DIMS, 0, 10**6).views
+    assert {key: view.columns.ms for key, view in views} == {
+        (scorer,): [ms for ms, s in enumerate(scorers) if s == scorer] for scorer in "abcd"
+    }
+    assert {key: view.columns.ratings["_rating_"] for key, view in views} == {
+        (scorer,): [ms / 8 for ms, s in enumerate(scorers) if s == scorer] for scorer in "abcd"
+    }
+    store.check_invariants()
+
+
 def test_a_range_that_reaches_the_end_follows_appends_and_others_wait_for_a_query() -> None:
     store = ProjectStore("e/p")
     store.update(scorer_row(ms) for ms in range(10))

@@ -134,6 +134,18 @@ def test_take_copies_a_range_or_the_kept_rows() -> None:
     assert len(columns) == 5
 
 
+@pytest.mark.parametrize("positions", [[], [2], [0, 4], [1, 2, 3], [0, 1, 2, 3, 4]])
+def test_extend_at_appends_the_rows_at_those_positions(positions: list[int]) -> None:
+    signatures = new_signatures()
+    source = build_columns(ROWS, Codebook(), signatures)
+    first = scorer_row(0, only_here=1.5)  # a key the source lacks: zeros for its rows
+    target = build_columns([first], Codebook(), signatures)
+    target.extend_at(source, positions)
+    target.check(signatures)
+    assert decoded(target, signatures) == expected([first, *(ROWS[i] for i in positions)])
+    assert target.ratings["only_here"] == [1.5] + [0.0] * len(positions)
+
+
 @pytest.mark.parametrize(("from_ms", "left"), [(0, 0), (2, 1), (3, 3), (9, 4), (10, 5)])
 def test_truncate_drops_a_time_suffix(from_ms: int, left: int) -> None:
     signatures = new_signatures()
