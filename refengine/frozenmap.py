@@ -130,10 +130,20 @@ def items_of(maps: Iterable[Mapping[str, V]]) -> tuple[list[tuple[str, ...]], li
     return [tuple(m) for m in maps], [tuple(m.values()) for m in maps]
 
 
+def distinct_keys(maps: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Every key of any of ``maps``. ``O(len(maps))`` C-level steps when every map
+    is a :class:`FrozenMap` (its shared keys tuple is read, not iterated), plus
+    ``O(k)`` for the ``k`` keys of the distinct key tuples."""
+    maps = list(maps)
+    if set(map(type, maps)) <= {FrozenMap}:
+        return set().union(*set(map(_keys_of, maps)))
+    return set().union(*maps)
+
+
 _keys_of = attrgetter("_keys")
 _values_of = attrgetter("_values")
 
 EMPTY: FrozenMap[Any] = FrozenMap()
 """The empty map every row without entries shares."""
 
-__all__ = ["EMPTY", "FrozenMap", "items_of", "shared_keys"]
+__all__ = ["EMPTY", "FrozenMap", "distinct_keys", "items_of", "shared_keys"]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refengine.frozenmap import EMPTY, FrozenMap, items_of
+from refengine.frozenmap import EMPTY, FrozenMap, distinct_keys, items_of
 
 maps = st.dictionaries(st.text(max_size=5), st.floats(allow_nan=False), max_size=6)
 
@@ -94,3 +94,13 @@ def test_items_of_gives_keys_and_values_of_frozen_and_plain_maps() -> None:
     assert values == [(1.0, 2.0), (3.0, 4.0), ()]
     mixed = [{"b": 1.0, "a": 2.0}, frozen[0]]
     assert items_of(mixed) == ([("b", "a"), ("a", "b")], [(1.0, 2.0), (1.0, 2.0)])
+
+
+@given(st.lists(maps, max_size=8), st.booleans())
+def test_distinct_keys_are_every_key_of_any_map(
+    sources: list[dict[str, float]], plain: bool
+) -> None:
+    given_maps: list[Mapping[str, float]] = [FrozenMap(m) for m in sources]
+    if plain and given_maps:
+        given_maps[0] = sources[0]  # one plain dict: the general path
+    assert distinct_keys(given_maps) == {key for m in sources for key in m}

@@ -56,6 +56,7 @@ from typing import Any
 
 from sortedcontainers import SortedKeyList
 
+from ..frozenmap import distinct_keys
 from ..rows import FeedbackRow
 from . import lru
 from .columns import PROFILE_FIELDS, Codebook, Columns, Signature, new_signatures
@@ -254,7 +255,7 @@ class AggregateIndex:
         following = [p for p in self._partitionings.values() if p.end == len(master)]
         for lo in range(0, len(new_rows), BUILD_CHUNK):
             chunk = new_rows[lo : lo + BUILD_CHUNK]
-            keys = set(master.ratings).union(*map(_ratings_of, chunk))
+            keys = distinct_keys(map(_ratings_of, chunk)).union(master.ratings)
             if len(keys) > MAX_RATING_KEYS:
                 self._give_up()
             master.extend_rows(chunk, self.profiles, self.signatures)
