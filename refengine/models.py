@@ -62,6 +62,12 @@ def unknown_fields(mode: UnknownFields) -> Iterator[None]:
         _unknown_fields.reset(token)
 
 
+def unknown_fields_mode() -> UnknownFields:
+    """The mode request models are validated with here and now (``"reject"``
+    outside any :func:`unknown_fields` block)."""
+    return _unknown_fields.get()
+
+
 class _Request(BaseModel):
     """Request bodies reject unknown fields (``additionalProperties: false``), or,
     inside ``unknown_fields("ignore")``, drop them before validation — at the top

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from refengine import Engine, InvalidRequest, ManualClock
-from refengine.models import FeedbackCreateBatchReq, FeedbackCreateReq
+from refengine.models import FeedbackCreateBatchReq, FeedbackCreateReq, unknown_fields
 
 
 def simple(project: str = "e/p", **fields: object) -> dict[str, object]:
@@ -241,7 +241,12 @@ def test_unknown_fields_mode_is_per_engine() -> None:
     with pytest.raises(ValidationError):
         strict.feedback_create(simple(surprise=1))
     lenient.feedback_create(simple(surprise=2))
-    assert (len(lenient), len(strict)) == (2, 0)
+    # A block of the other mode around the call changes nothing.
+    with unknown_fields("ignore"), pytest.raises(ValidationError):
+        strict.feedback_create(simple(surprise=3))
+    with unknown_fields("reject"):
+        lenient.feedback_create(simple(surprise=4))
+    assert (len(lenient), len(strict)) == (3, 0)
 
 
 def test_unknown_fields_mode_is_checked() -> None:
