@@ -210,7 +210,7 @@ keys in all; beyond it (a hostile or unusual project) the per-signature loop of
 :func:`_loop_counts` is cheaper, since a packed vector costs every cell a step per
 field."""
 
-DIRECT_SUM_ROWS = 24
+DIRECT_SUM_ROWS = 160
 """A cell of at most this many rows adds its rows' packed vectors directly; a larger
 one counts each field over its slice of the byte column of signature codes
 (:meth:`_Packing.count_fields`), or, without one, counts its codes first
@@ -271,7 +271,6 @@ class _Packing:
     """
 
     __slots__ = (
-        "_unpacked",
         "failing",
         "fields",
         "in_bytes",
@@ -279,6 +278,7 @@ class _Packing:
         "key_tables",
         "masked_keys",
         "pass_table",
+        "remembered",
         "tag_fields",
         "tag_tables",
         "unscored_table",
@@ -304,7 +304,7 @@ class _Packing:
         self.vectors: dict[int, int] = dict.fromkeys(failing, 0)
         # A packed total -> its counts: cells that count alike (many cells of a
         # small window are one or two rows of a common signature) unpack once.
-        self._unpacked: dict[int, Counts] = {}
+        self.remembered: dict[int, Counts] = {}
         for code, sig in passing.items():
             vector = 1 + (int(sig.scored) << _FIELD_BITS)
             for tag in sig.tags:  # a repeated tag adds twice
@@ -368,11 +368,11 @@ class _Packing:
     def unpacked(self, total: int) -> Counts:
         """The counts a packed ``total`` holds, shared: copy the maps before handing
         them out."""
-        unpacked = self._unpacked.get(total)
+        unpacked = self.remembered.get(total)
         if unpacked is None:
             unpacked = self._unpack(total)
-            if len(self._unpacked) < _UNPACKED_LIMIT:
-                self._unpacked[total] = unpacked
+            if len(self.remembered) < _UNPACKED_LIMIT:
+                self.remembered[total] = unpacked
         return unpacked
 
     def _unpack(self, total: int) -> Counts:
@@ -463,8 +463,10 @@ def trusted_bucket(values: dict[str, Any]) -> FeedbackAggregateBucket:
 
 # --- one view's cells ------------------------------------------------------------------
 
-Cell = tuple[int, dict[str, Any]]
-"""A cell of the answer as ``(bucket start or 0, the bucket model's values)``."""
+_START = itemgetter("time_bucket_start_ms")
+
+Cell = dict[str, Any]
+"""A cell of the answer: its bucket model's values (:func:`trusted_buckets`)."""
 
 
 def _cell_values(
@@ -528,7 +530,7 @@ def _fold_list_cells(
                 total = float(_sequential_sum(ratings[key][lo:hi]))
             if total != 0.0:  # ClickHouse sumMap drops a key whose sum is exactly zero
                 rating_sums[key] = total
-        append((0 if start is None else start, _cell_values(start, group, counts, rating_sums)))
+        append(_cell_values(start, group, counts, rating_sums))
         lo = hi
 
 
@@ -565,8 +567,9 @@ def _fold_view(
     sig, sig_bytes, ratings, ms = columns.sig, columns.sig_bytes, columns.ratings, columns.ms
     assert sig_bytes is not None  # the caller checked: a view without bytes folds as lists
     first = lo
-    pass_table, masked_keys = packing.pass_table, packing.masked_keys
+    pass_table, masked_keys, failing = packing.pass_table, packing.masked_keys, packing.failing
     unpacked, vectors = packing.unpacked, packing.vectors
+    remembered = packing.remembered.get
     views: _FieldViews | None = None  # made for the view's first larger cell
     append = out.append
     while lo < end:
@@ -574,8 +577,36 @@ def _fold_view(
             start, hi = None, end
         else:
             start = ms[lo] // width_ms * width_ms
-            hi = bisect_left(ms, start + width_ms, lo, end)
+            hi = lo + 1
+            if hi < end and ms[hi] < start + width_ms:  # a lone row needs no bisection
+                hi = bisect_left(ms, start + width_ms, hi + 1, end)
         keep: bytes | bytearray | None = None  # which rows of the cell pass, when some do not
+        if hi - lo == 1 and mask is None:  # the commonest cell of a small window
+            total = vectors[sig[lo]]
+            counted = remembered(total) or unpacked(total)
+            rows = counted[0]
+            if rows == 0:
+                lo = hi
+                continue
+            rating_counts = counted[3].copy()
+            rating_sums: dict[str, float] = {}
+            for key in rating_counts:
+                # 0 + x is x, and a -0.0 is dropped below either way
+                if value := float(ratings[key][lo]):
+                    rating_sums[key] = value
+            append(
+                {
+                    "time_bucket_start_ms": start,
+                    "group": group.copy(),
+                    "total_count": 1,
+                    "scored_count": counted[1],
+                    "tag_counts": counted[2].copy(),
+                    "rating_counts": rating_counts,
+                    "rating_sums": rating_sums,
+                }
+            )
+            lo = hi
+            continue
         if hi - lo <= DIRECT_SUM_ROWS:
             if mask is not None:
                 keep = mask[lo - first : hi - first]
@@ -585,15 +616,14 @@ def _fold_view(
                 elif kept == 0:
                     lo = hi
                     continue
-            if keep is not None:
-                total = sum(map(vectors.__getitem__, compress(sig[lo:hi], keep)))
-            elif hi - lo == 1:  # the commonest cell of a small window
-                total = vectors[sig[lo]]
-            else:
+            if keep is None:
                 total = sum(map(vectors.__getitem__, sig[lo:hi]))
-            rows, scored, tags, keys = unpacked(total)
-            tag_counts, rating_counts = tags.copy(), keys.copy()
-            if keep is None and packing.failing and rows < hi - lo:
+            else:
+                total = sum(map(vectors.__getitem__, compress(sig[lo:hi], keep)))
+            counted = remembered(total) or unpacked(total)
+            rows, scored = counted[0], counted[1]
+            tag_counts, rating_counts = counted[2].copy(), counted[3].copy()
+            if keep is None and failing and rows < hi - lo:
                 keep = sig_bytes[lo:hi].translate(pass_table)
         else:
             if views is None:
@@ -619,19 +649,26 @@ def _fold_view(
         if rows == 0:  # no passing row: the reference makes no cell
             lo = hi
             continue
-        rating_sums: dict[str, float] = {}
+        rating_sums = {}
         for key in rating_counts:
             values = ratings[key]
-            if hi - lo == 1:  # 0 + x is x, and a -0.0 is dropped below either way
-                total_sum = float(values[lo])
-            elif keep is not None and (mask is not None or key in masked_keys):
+            if keep is not None and (mask is not None or key in masked_keys):
                 total_sum = float(_sequential_sum(compress(values[lo:hi], keep)))
             else:
                 total_sum = float(_sequential_sum(values[lo:hi]))
             if total_sum != 0.0:  # ClickHouse sumMap drops a key whose sum is exactly zero
                 rating_sums[key] = total_sum
-        cell = _cell_values(start, group, (rows, scored, tag_counts, rating_counts), rating_sums)
-        append((0 if start is None else start, cell))
+        append(
+            {
+                "time_bucket_start_ms": start,
+                "group": group.copy(),
+                "total_count": rows,
+                "scored_count": scored,
+                "tag_counts": tag_counts,
+                "rating_counts": rating_counts,
+                "rating_sums": rating_sums,
+            }
+        )
         lo = hi
 
 
@@ -709,15 +746,21 @@ def _signature_test(
     return passes
 
 
-def _packing(codes: set[int], signatures: Codebook[Signature], filters: Filters) -> _Packing:
-    """The packing of ``codes`` under the per-signature filters, kept with the
-    codebook between queries (its codes never change meaning): a repeated query
-    finds its vectors, tables and unpacked totals made."""
-    key = ("aggregate packing", frozenset(codes), filters.tags, filters.rating is not None)
+def _packing(
+    codes: Iterable[int] | None, signatures: Codebook[Signature], filters: Filters
+) -> _Packing:
+    """The packing of ``codes`` (``None``: every code of the codebook) under the
+    per-signature filters, kept with the codebook between queries (its codes never
+    change meaning): a repeated query finds its vectors, tables and unpacked
+    totals made. ``O(1)`` when kept, for all codes; ``O(len(codes))`` to look up
+    a set of them."""
+    known = len(signatures)
+    chosen = range(known) if codes is None else frozenset(codes)
+    key = ("aggregate packing", known if codes is None else chosen, filters.tags, filters.rating)
     packing: _Packing = lru.use(
         signatures.memo,
         key,
-        lambda: _Packing(codes, signatures.values, _signature_test(filters, signatures.values)),
+        lambda: _Packing(chosen, signatures.values, _signature_test(filters, signatures.values)),
         _MEMO_LIMIT,
     )
     return packing
@@ -783,12 +826,16 @@ def fold(p: AggregatePlan, snapshot: AggregateSnapshot) -> FeedbackAggregateRes:
     # The views with byte columns share one packing (its fields the tags and keys of
     # their passing signatures); the others are filtered by copying and fold as lists.
     in_bytes = [window.columns.sig_bytes is not None for _, _, window in groups]
-    codes: set[int] = set()
-    for (_, _, (columns, lo, hi)), fits in zip(groups, in_bytes, strict=True):
-        if fits:
-            assert columns.sig_bytes is not None
-            codes |= _codes_in(columns.sig_bytes, lo, hi, len(signatures))
-    shared = _packing(codes, signatures, filters) if codes else None
+    # One packing of every code while the codebook is small (no scan of the views);
+    # past that, or past MAX_PACKED_FIELDS fields, one of the views' own codes.
+    shared = _packing(None, signatures, filters) if len(signatures) <= 256 else None
+    if shared is None or shared.fields > MAX_PACKED_FIELDS:
+        codes: set[int] = set()
+        for (_, _, (columns, lo, hi)), fits in zip(groups, in_bytes, strict=True):
+            if fits:
+                assert columns.sig_bytes is not None
+                codes |= _codes_in(columns.sig_bytes, lo, hi, len(signatures))
+        shared = _packing(codes, signatures, filters) if codes else None
     if shared is not None and (shared.fields > MAX_PACKED_FIELDS or not shared.in_bytes):
         shared, in_bytes = None, [False] * len(groups)
     cells: list[Cell] = []
@@ -802,14 +849,17 @@ def fold(p: AggregatePlan, snapshot: AggregateSnapshot) -> FeedbackAggregateRes:
             view = run.apply(window) if filters.active else window
             _fold_list_cells(view, width, group, signatures.values, out=cells)
     if not cells and width is None and not dims:  # no bucket, no group_by: one row always
-        cells.append((0, _cell_values(None, {}, (0, 0, {}, {}), {})))
-    # By bucket start, then group values: the groups came in order and the sort is stable.
-    cells.sort(key=itemgetter(0))
+        cells.append(_cell_values(None, {}, (0, 0, {}, {}), {}))
+    if width is not None and len(groups) > 1:
+        # By bucket start, then group values: the groups came in order, each view's
+        # cells in bucket order, and the sort is stable. (Unbucketed, a view makes
+        # at most one cell: group order is the order.)
+        cells.sort(key=_START)
     return FeedbackAggregateRes.model_construct(
         time_bucket_seconds=p.time_bucket_seconds,
         after_ms=p.after_ms,
         before_ms=p.before_ms,
-        buckets=trusted_buckets([cell[1] for cell in cells]),
+        buckets=trusted_buckets(cells),
     )
 
 
