@@ -12,28 +12,52 @@ key the values — split into one partition per group_by value. The engine takes
 span of each partition's window (:class:`Span`), read in place under the
 index's lock, not copied.
 
-1. **Filters** are compiled once per request (:func:`compile_filters`). The string
-   filters are decided once per distinct profile (with the reference's own
-   predicates) and the tags filter once per distinct signature; a row then costs
-   one set lookup in a ``map``. The rating bounds are a signature lookup (does the
-   row have ``_rating_``?) and two comparisons per row in ``map``. A partition whose
-   rows all pass is not copied again.
-2. **Buckets**: rows are in time order, so bucket edges are found by bisection on
-   the time column — no per-row arithmetic.
-3. **Cells**: each (bucket, group) cell is a contiguous slice of one partition.
-   Its counts are the integer sum of its rows' packed signature vectors (one
-   field per tag and rating key, :class:`_Packing`; a large cell counts its
-   signature codes with a ``Counter`` first and adds one product per code), then
-   unpacked; each rating key's sum is one left-to-right sum over the slice of its
-   value column, in store order. The bucket models are built without validation
-   (:func:`trusted_bucket`): every value is already of its field's type.
+Nothing of the window is copied: the fold reads the partitions' columns, and
+their byte mirrors (``sig_bytes``, ``profile_bytes``: one byte per row while every
+code is below 256, :mod:`refengine.fast.columns`), in place.
 
-Runtime complexity, for ``k`` window rows in ``g`` groups making ``c`` cells, with
-``s`` distinct signatures per cell, ``f`` distinct tags and rating keys per group
-(packed while ``f <=`` :data:`MAX_PACKED_FIELDS`, one machine word per field) and
-``r`` rating keys: ``O(k (r + f/64) + c (s f/64 + f) + c log c)`` once the index is
-current (see :mod:`refengine.fast.aggregate_index` for keeping it so); past that
-many fields, ``O(k r + c s t + c log c)`` with ``t`` tags and keys per signature.
+1. **Filters** are compiled once per request (:func:`compile_filters`) and decided
+   once per distinct code, with the reference's own predicates. The tags filter,
+   and the presence of ``_rating_`` that a rating bound requires, are decided per
+   *signature*: a failing signature's packed vector and field tables are zero
+   (:class:`_Packing`), so its rows count nowhere, without a per-row step. The
+   string filters (per *profile*: one ``bytes.translate`` of the profile bytes, or
+   a lookup per row past 255 profiles) and the rating bounds (two comparisons per
+   row in ``map``) make one 0/1 byte mask per view (:func:`_row_mask`), ANDed as
+   integers. A view whose rows all fail is skipped; a cell whose rows all fail is
+   not emitted (the reference makes a cell only for a row that passes).
+2. **Buckets**: rows are in time order, so bucket edges are found by bisection on
+   the time column — no per-row arithmetic (a lone row's cell not even that).
+3. **Cells**: each (bucket, group) cell is a contiguous slice of one partition.
+   A small cell's counts are the integer sum of its rows' packed signature vectors
+   (one field per tag and rating key, and one for the passing rows), unpacked once
+   per distinct total and remembered with the packing, which is kept with the
+   signature codebook between queries. A larger cell's counts are one
+   ``bytes.count`` per field over its positions in per-view columns that
+   ``translate`` each row's code to its multiplicity of that field (mask ANDed
+   in): C-level, no Python object per row. Each rating key's sum is one
+   left-to-right sum over the cell's slice of its value column, in store order,
+   ``compress``-ed by the cell's passing rows when some fail and carry the key
+   (a row without the key holds ``0.0``, which changes no sum). The bucket models
+   are built without validation, one C-level pass per pydantic slot
+   (:func:`trusted_buckets`): every value is already of its field's type.
+
+A view whose codes do not fit in bytes (a project past 255 signatures), or a
+request whose passing signatures name more than :data:`MAX_PACKED_FIELDS` tags and
+keys or repeat a tag 256 times in a row, takes the previous way: its passing rows
+are copied (:meth:`_FilterRun.apply`) and folded as lists
+(:func:`_fold_list_cells`).
+
+Runtime complexity, for ``k`` window rows in ``v`` views making ``c`` cells, with
+``f`` distinct tags and rating keys named by the passing signatures (at most
+:data:`MAX_PACKED_FIELDS`), ``r`` rating keys, and ``w`` the bytes a C-level byte
+pass handles per Python step: ``O(k r + k f / w + c f + c log c)`` once the index
+is current and the packing kept (see :mod:`refengine.fast.aggregate_index` for
+keeping the index so), plus ``O(S f)`` to make a packing for the ``S`` signatures
+of the codebook, and ``O(k)`` per-row steps for a profile filter past 255
+profiles or a rating bound. Past the byte limits, ``O(k r + c s t + c log c)``
+with ``s`` distinct signatures per cell and ``t`` tags and keys per signature,
+plus the ``O(k r)`` copy of the passing rows.
 Measured figures: ``benchmarks/bench_aggregate.py`` and ``benchmarks/bench_chdb.py``.
 """
 
@@ -210,11 +234,15 @@ keys in all; beyond it (a hostile or unusual project) the per-signature loop of
 :func:`_loop_counts` is cheaper, since a packed vector costs every cell a step per
 field."""
 
-DIRECT_SUM_ROWS = 160
+DIRECT_SUM_ROWS = 24
 """A cell of at most this many rows adds its rows' packed vectors directly; a larger
-one counts each field over its slice of the byte column of signature codes
-(:meth:`_Packing.count_fields`), or, without one, counts its codes first
-(``Counter``) and adds one product per distinct code."""
+one counts each field over the view's translated byte columns
+(:meth:`_Packing.field_views`: a few ``bytes.count`` per field, one
+``translate`` per field and view), or, folded as lists, counts its codes first
+(``Counter``) and adds one product per distinct code. Estimated on this VM: a
+packed vector costs ~40 ns per row plus ~2 µs to unpack a new total, a field
+~0.2 µs per cell, so the two cross near 20–30 rows per cell with a dozen
+fields."""
 
 _FIELD_BITS = 64  # a count never reaches 2**64: it counts objects held in memory
 _FIELD_MASK = (1 << _FIELD_BITS) - 1
@@ -264,10 +292,13 @@ class _Packing:
     vectors — exact, since no field can carry into the next — unpacked once per
     distinct total (and remembered: a packing is kept between queries).
 
-    For larger cells over a byte column of codes the same counts come from one
-    :data:`FieldCounter` per field (:meth:`count_fields`); and the sums of a key
-    that some failing signature carries skip the failing rows through
-    ``pass_table`` (``bytes.translate`` of the codes to 0 or 1).
+    For larger cells over a byte column of codes the same counts come from the
+    per-field ``translate`` tables (:meth:`field_views`; made only when every
+    code and multiplicity fits in a byte, :attr:`in_bytes`); and the sums of a key
+    that some failing signature carries (``masked_keys``) skip the failing rows
+    through ``pass_table`` (``bytes.translate`` of the codes to 0 or 1).
+    Runtime complexity: ``O(S (t + f))`` to make for ``S`` signatures naming ``t``
+    tags and keys each and ``f`` in all.
     """
 
     __slots__ = (
@@ -556,8 +587,8 @@ def _fold_view(
     ``mask``, when given, is the per-row keep decision of the other filters (one
     byte per row of the view, 0 or 1, ANDed with the signature decision).
 
-    Per cell: its counts (:meth:`_Packing.counts` for a small cell,
-    :meth:`_Packing.count_fields` over the byte column for a larger one) and, per
+    Per cell: its counts (the packed vectors for a small cell, a ``count`` per
+    field over :meth:`_Packing.field_views` for a larger one) and, per
     rating key it counts, one left-to-right sum over the cell's slice of that
     key's values in store order, skipping failing rows (``compress`` by the mask,
     or by the signature decision for a key some failing signature carries); a
