@@ -247,7 +247,7 @@ fields."""
 _FIELD_BITS = 64  # a count never reaches 2**64: it counts objects held in memory
 _FIELD_MASK = (1 << _FIELD_BITS) - 1
 _MEMO_LIMIT = 8  # packings kept per codebook, between queries
-_UNPACKED_LIMIT = 4096  # distinct packed totals a packing remembers the counts of
+_UNPACKED_LIMIT = 1024  # distinct packed totals a packing remembers the counts of (~0.5 KiB each)
 
 Counts = tuple[int, int, dict[str, int], dict[str, int]]
 """A cell's ``(total_count, scored_count, tag_counts, rating_counts)``, maps in
