@@ -664,3 +664,59 @@ signature_columns = st.lists(
 )
 """A column of rows' ``(scorer_tags, rating keys)`` pairs, long enough for cells on
 both sides of ``refengine.fast.aggregate.DIRECT_SUM_ROWS``."""
+
+DENSE_TAGS = ("t1", "t2", "t3")
+DENSE_KEYS = ("_rating_", "k")
+DENSE_VALUES = st.one_of(
+    st.sampled_from([-0.0, 0.0, 0.5, -0.5, 1.0, 0.1, 0.2, 1e16, -1e16, 3.0]), finite_floats
+)
+DENSE_SPAN_MS = 3 * 3_600_000
+
+
+@st.composite
+def dense_rows(draw: st.DrawFn) -> list[FeedbackRow]:
+    """Up to 240 stored scorer rows of project ``e/p`` in three hours, in time order:
+    cells of many rows (past ``refengine.fast.aggregate.DIRECT_SUM_ROWS``), tags
+    repeated within a row, ``-0.0`` and zero-summing ratings, rows without
+    ``_rating_``; often one signature or one scorer throughout, so that a filter
+    drops whole cells or whole views."""
+    scorers = draw(st.sampled_from([("sc_a",), ("sc_a", "sc_b"), ("sc_a", "sc_b", "judge")]))
+    tag_sets = st.lists(st.sampled_from(DENSE_TAGS), max_size=3).map(tuple)
+    key_sets = st.lists(st.sampled_from(DENSE_KEYS), max_size=2, unique=True)
+    one_signature = draw(st.booleans())
+    fixed_tags, fixed_keys = draw(tag_sets), draw(key_sets)
+    # A size drawn first, then that many instants: long lists as often as short ones.
+    size = draw(st.integers(0, 240))
+    times = [draw(st.integers(0, DENSE_SPAN_MS - 1)) for _ in range(size)]
+    rows = []
+    for ms in sorted(times):
+        tags, keys = (fixed_tags, fixed_keys) if one_signature else (draw(tag_sets), draw(key_sets))
+        ratings = {key: draw(DENSE_VALUES) for key in keys}
+        rows.append(scorer_row(BASE_MS + ms, draw(st.sampled_from(scorers)), tags, ratings))
+    return rows
+
+
+@st.composite
+def dense_aggregate_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """An aggregate request over :func:`dense_rows`' project and span, with the
+    filters the fast fold decides per signature (tags, a rating bound's
+    ``_rating_`` presence), per profile (``scorer_ids``) and per row (rating
+    bounds, ``-0.0`` among them)."""
+    bounds = st.one_of(st.none(), st.sampled_from([-0.0, 0.0, 0.1, 0.5, 1.0]), st.floats(0, 1))
+    low, high = draw(bounds), draw(bounds)
+    if low is not None and high is not None and low > high:
+        low, high = high, low
+    req: dict[str, Any] = {
+        "project_id": "e/p",
+        "after_ms": BASE_MS + draw(st.sampled_from([0, 1, 600_000])),
+        "before_ms": BASE_MS + draw(st.sampled_from([DENSE_SPAN_MS, DENSE_SPAN_MS - 1, 3_600_000])),
+        "time_bucket_seconds": draw(st.sampled_from([None, 60, 900, 3600])),
+        "group_by": draw(st.sampled_from([[], ["scorer_id"]])),
+        "rating_min": low,
+        "rating_max": high,
+    }
+    if draw(st.booleans()):
+        req["tags"] = draw(st.lists(st.sampled_from([*DENSE_TAGS, "none"]), min_size=1, max_size=2))
+    if draw(st.booleans()):
+        req["scorer_ids"] = draw(st.sampled_from([["sc_a"], ["sc*"], ["judge", "sc_b"], ["none"]]))
+    return req

@@ -12,28 +12,52 @@ key the values — split into one partition per group_by value. The engine takes
 span of each partition's window (:class:`Span`), read in place under the
 index's lock, not copied.
 
-1. **Filters** are compiled once per request (:func:`compile_filters`). The string
-   filters are decided once per distinct profile (with the reference's own
-   predicates) and the tags filter once per distinct signature; a row then costs
-   one set lookup in a ``map``. The rating bounds are a signature lookup (does the
-   row have ``_rating_``?) and two comparisons per row in ``map``. A partition whose
-   rows all pass is not copied again.
-2. **Buckets**: rows are in time order, so bucket edges are found by bisection on
-   the time column — no per-row arithmetic.
-3. **Cells**: each (bucket, group) cell is a contiguous slice of one partition.
-   Its counts are the integer sum of its rows' packed signature vectors (one
-   field per tag and rating key, :class:`_Packing`; a large cell counts its
-   signature codes with a ``Counter`` first and adds one product per code), then
-   unpacked; each rating key's sum is one left-to-right sum over the slice of its
-   value column, in store order. The bucket models are built without validation
-   (:func:`trusted_bucket`): every value is already of its field's type.
+Nothing of the window is copied: the fold reads the partitions' columns, and
+their byte mirrors (``sig_bytes``, ``profile_bytes``: one byte per row while every
+code is below 256, :mod:`refengine.fast.columns`), in place.
 
-Runtime complexity, for ``k`` window rows in ``g`` groups making ``c`` cells, with
-``s`` distinct signatures per cell, ``f`` distinct tags and rating keys per group
-(packed while ``f <=`` :data:`MAX_PACKED_FIELDS`, one machine word per field) and
-``r`` rating keys: ``O(k (r + f/64) + c (s f/64 + f) + c log c)`` once the index is
-current (see :mod:`refengine.fast.aggregate_index` for keeping it so); past that
-many fields, ``O(k r + c s t + c log c)`` with ``t`` tags and keys per signature.
+1. **Filters** are compiled once per request (:func:`compile_filters`) and decided
+   once per distinct code, with the reference's own predicates. The tags filter,
+   and the presence of ``_rating_`` that a rating bound requires, are decided per
+   *signature*: a failing signature's packed vector and field tables are zero
+   (:class:`_Packing`), so its rows count nowhere, without a per-row step. The
+   string filters (per *profile*: one ``bytes.translate`` of the profile bytes, or
+   a lookup per row past 255 profiles) and the rating bounds (two comparisons per
+   row in ``map``) make one 0/1 byte mask per view (:func:`_row_mask`), ANDed as
+   integers. A view whose rows all fail is skipped; a cell whose rows all fail is
+   not emitted (the reference makes a cell only for a row that passes).
+2. **Buckets**: rows are in time order, so bucket edges are found by bisection on
+   the time column — no per-row arithmetic (a lone row's cell not even that).
+3. **Cells**: each (bucket, group) cell is a contiguous slice of one partition.
+   A small cell's counts are the integer sum of its rows' packed signature vectors
+   (one field per tag and rating key, and one for the passing rows), unpacked once
+   per distinct total and remembered with the packing, which is kept with the
+   signature codebook between queries. A larger cell's counts are one
+   ``bytes.count`` per field over its positions in per-view columns that
+   ``translate`` each row's code to its multiplicity of that field (mask ANDed
+   in): C-level, no Python object per row. Each rating key's sum is one
+   left-to-right sum over the cell's slice of its value column, in store order,
+   ``compress``-ed by the cell's passing rows when some fail and carry the key
+   (a row without the key holds ``0.0``, which changes no sum). The bucket models
+   are built without validation, one C-level pass per pydantic slot
+   (:func:`trusted_buckets`): every value is already of its field's type.
+
+A view whose codes do not fit in bytes (a project past 255 signatures), or a
+request whose passing signatures name more than :data:`MAX_PACKED_FIELDS` tags and
+keys or repeat a tag 256 times in a row, takes the previous way: its passing rows
+are copied (:meth:`_FilterRun.apply`) and folded as lists
+(:func:`_fold_list_cells`).
+
+Runtime complexity, for ``k`` window rows in ``v`` views making ``c`` cells, with
+``f`` distinct tags and rating keys named by the passing signatures (at most
+:data:`MAX_PACKED_FIELDS`), ``r`` rating keys, and ``w`` the bytes a C-level byte
+pass handles per Python step: ``O(k r + k f / w + c f + c log c)`` once the index
+is current and the packing kept (see :mod:`refengine.fast.aggregate_index` for
+keeping the index so), plus ``O(S f)`` to make a packing for the ``S`` signatures
+of the codebook, and ``O(k)`` per-row steps for a profile filter past 255
+profiles or a rating bound. Past the byte limits, ``O(k r + c s t + c log c)``
+with ``s`` distinct signatures per cell and ``t`` tags and keys per signature,
+plus the ``O(k r)`` copy of the passing rows.
 Measured figures: ``benchmarks/bench_aggregate.py`` and ``benchmarks/bench_chdb.py``.
 """
 
@@ -41,17 +65,18 @@ from __future__ import annotations
 
 import sys
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial, reduce
-from itertools import repeat
+from itertools import compress, repeat
 from operator import add, and_, ge, itemgetter, le, mul
 from typing import Any, NamedTuple
 
 from ..models import FeedbackAggregateBucket, FeedbackAggregateRes
 from ..rows import STATUS_ORDER
 from ..semantics.aggregate import RATING_KEY, AggregatePlan, id_matches, type_matches
+from . import lru
 from .columns import PROFILE_FIELDS, Codebook, Columns, Signature
 
 if sys.version_info < (3, 12):
@@ -203,82 +228,182 @@ class _FilterRun:
 
 
 MAX_PACKED_FIELDS = 64
-"""Cells of a view are counted with packed vectors (see :class:`_Packing`) while its
-signatures name at most this many distinct tags and rating keys in all; beyond it
-(a hostile or unusual project) the per-signature loop of :func:`_loop_counts` is
-cheaper, since a packed vector costs every cell a step per field."""
+"""A request's cells are counted with packed vectors (see :class:`_Packing`) while the
+passing signatures of its views name at most this many distinct tags and rating
+keys in all; beyond it (a hostile or unusual project) the per-signature loop of
+:func:`_loop_counts` is cheaper, since a packed vector costs every cell a step per
+field."""
 
 DIRECT_SUM_ROWS = 24
 """A cell of at most this many rows adds its rows' packed vectors directly; a larger
-one counts its signature codes first (``Counter``) and adds one product per distinct
-code. Measured: the two cross near 20–30 rows per cell with a dozen fields."""
+one counts each field over the view's translated byte columns
+(:meth:`_Packing.field_views`: a few ``bytes.count`` per field, one
+``translate`` per field and view), or, folded as lists, counts its codes first
+(``Counter``) and adds one product per distinct code. Estimated on this VM: a
+packed vector costs ~40 ns per row plus ~2 µs to unpack a new total, a field
+~0.2 µs per cell, so the two cross near 20–30 rows per cell with a dozen
+fields."""
 
 _FIELD_BITS = 64  # a count never reaches 2**64: it counts objects held in memory
 _FIELD_MASK = (1 << _FIELD_BITS) - 1
+_MEMO_LIMIT = 8  # packings kept per codebook, between queries
+_UNPACKED_LIMIT = 1024  # distinct packed totals a packing remembers the counts of (~0.5 KiB each)
 
-Counts = tuple[int, dict[str, int], dict[str, int]]
-"""A cell's ``(scored_count, tag_counts, rating_counts)``, maps in ascending key order."""
+Counts = tuple[int, int, dict[str, int], dict[str, int]]
+"""A cell's ``(total_count, scored_count, tag_counts, rating_counts)``, maps in
+ascending key order."""
+
+_FF = bytes([0] + [255] * 255)  # translate a 0/1 mask to 0/255, for an AND with counts
+
+
+class _FieldViews(NamedTuple):
+    """One view's byte columns for counting its larger cells, each one byte per
+    row of the view: ``passing`` (1 for a passing row; ``None``: every row
+    passes), ``unscored`` (1 for a passing row that is not scored; ``None``:
+    none), and per tag and per rating key of the packing that occurs in the view,
+    the passing rows' multiplicity of it, with the distinct multiplicities. A
+    cell's count of a field is then one ``count`` per multiplicity over its
+    positions: C-level, no Python step per row."""
+
+    passing: bytes | bytearray | None
+    unscored: bytes | bytearray | None
+    tags: list[tuple[str, bytes | bytearray, tuple[int, ...]]]
+    keys: list[tuple[str, bytes | bytearray, tuple[int, ...]]]
+
+
+def _table(weights: dict[int, int]) -> tuple[bytes, tuple[int, ...]]:
+    """A ``bytes.translate`` table from codes (below 256) to their multiplicity
+    (below 256), and the distinct multiplicities."""
+    table = bytearray(256)
+    for code, times in weights.items():
+        table[code] = times
+    return bytes(table), tuple(sorted(set(weights.values())))
 
 
 class _Packing:
-    """Per view, each signature's counts packed into one integer.
+    """Per request, each signature's counts packed into one integer, with the
+    request's per-signature filter decisions (tags, presence of ``_rating_``).
 
-    Field 0 is "scored" (0 or 1), then one field per distinct tag (the tag's
-    multiplicity in the signature), then one per distinct rating key (0 or 1), tags
-    and keys each in ascending order, :data:`_FIELD_BITS` bits per field. A cell's
-    counts are then the plain integer sum of its rows' vectors — exact, since no
-    field can carry into the next — unpacked once per cell.
+    Field 0 is "rows" (1 for a passing signature), field 1 "scored" (0 or 1),
+    then one field per distinct tag of the passing signatures (the tag's
+    multiplicity), then one per rating key (0 or 1), tags and keys each in
+    ascending order, :data:`_FIELD_BITS` bits per field. A failing signature's
+    vector is 0. A cell's counts are then the plain integer sum of its rows'
+    vectors — exact, since no field can carry into the next — unpacked once per
+    distinct total (and remembered: a packing is kept between queries).
+
+    For larger cells over a byte column of codes the same counts come from the
+    per-field ``translate`` tables (:meth:`field_views`; made only when every
+    code and multiplicity fits in a byte, :attr:`in_bytes`); and the sums of a key
+    that some failing signature carries (``masked_keys``) skip the failing rows
+    through ``pass_table`` (``bytes.translate`` of the codes to 0 or 1).
+    Runtime complexity: ``O(S (t + f))`` to make for ``S`` signatures naming ``t``
+    tags and keys each and ``f`` in all.
     """
 
-    __slots__ = ("_unpacked", "key_fields", "tag_fields", "vectors")
+    __slots__ = (
+        "failing",
+        "fields",
+        "in_bytes",
+        "key_fields",
+        "key_tables",
+        "masked_keys",
+        "pass_table",
+        "remembered",
+        "tag_fields",
+        "tag_tables",
+        "unscored_table",
+        "vectors",
+    )
 
-    def __init__(self, codes: Iterable[int], signatures: Sequence[Signature]) -> None:
+    def __init__(
+        self,
+        codes: Iterable[int],
+        signatures: Sequence[Signature],
+        passes: Callable[[int], bool] | None = None,
+    ) -> None:
         sigs = {code: signatures[code] for code in codes}
-        tags = sorted({tag for sig in sigs.values() for tag in sig.tags})
-        keys = sorted({key for sig in sigs.values() for key in sig.keys})
-        tag_shift = {tag: (1 + i) * _FIELD_BITS for i, tag in enumerate(tags)}
-        key_shift = {key: (1 + len(tags) + i) * _FIELD_BITS for i, key in enumerate(keys)}
+        passing = {code: sig for code, sig in sigs.items() if passes is None or passes(code)}
+        failing = [code for code in sigs if code not in passing]
+        tags = sorted({tag for sig in passing.values() for tag in sig.tags})
+        keys = sorted({key for sig in passing.values() for key in sig.keys})
+        self.fields = len(tags) + len(keys)
+        tag_shift = {tag: (2 + i) * _FIELD_BITS for i, tag in enumerate(tags)}
+        key_shift = {key: (2 + len(tags) + i) * _FIELD_BITS for i, key in enumerate(keys)}
         self.tag_fields = list(tag_shift.items())
         self.key_fields = list(key_shift.items())
-        self.vectors: dict[int, int] = {}
+        self.vectors: dict[int, int] = dict.fromkeys(failing, 0)
         # A packed total -> its counts: cells that count alike (many cells of a
         # small window are one or two rows of a common signature) unpack once.
-        self._unpacked: dict[int, Counts] = {}
-        for code, sig in sigs.items():
-            vector = int(sig.scored)
+        self.remembered: dict[int, Counts] = {}
+        for code, sig in passing.items():
+            vector = 1 + (int(sig.scored) << _FIELD_BITS)
             for tag in sig.tags:  # a repeated tag adds twice
                 vector += 1 << tag_shift[tag]
             for key in sig.keys:
                 vector += 1 << key_shift[key]
             self.vectors[code] = vector
-
-    @staticmethod
-    def fields(codes: Iterable[int], signatures: Sequence[Signature]) -> int:
-        """How many tag and key fields a packing of ``codes`` would have."""
-        names: set[tuple[bool, str]] = set()
-        for code in codes:
-            sig = signatures[code]
-            names.update((True, tag) for tag in sig.tags)
-            names.update((False, key) for key in sig.keys)
-        return len(names)
+        self.failing = bool(failing)
+        self.masked_keys = frozenset(key for code in failing for key in sigs[code].keys)
+        # The byte tables need codes and multiplicities that fit in a byte.
+        self.in_bytes = all(code < 256 for code in sigs) and all(
+            sig.tags.count(tag) < 256 for sig in passing.values() for tag in sig.tags
+        )
+        self.pass_table = self.unscored_table = b""
+        self.tag_tables: list[tuple[str, bytes, tuple[int, ...]]] = []
+        self.key_tables: list[tuple[str, bytes, tuple[int, ...]]] = []
+        if self.in_bytes:
+            self.pass_table = _table(dict.fromkeys(passing, 1))[0]
+            unscored = [code for code, sig in passing.items() if not sig.scored]
+            self.unscored_table = _table(dict.fromkeys(unscored, 1))[0] if unscored else b""
+            for tag in tags:
+                times = {c: n for c, sig in passing.items() if (n := sig.tags.count(tag))}
+                self.tag_tables.append((tag, *_table(times)))
+            for key in keys:
+                having = [c for c, sig in passing.items() if key in sig.keys]
+                self.key_tables.append((key, *_table(dict.fromkeys(having, 1))))
 
     def counts(self, sig: list[int], lo: int, hi: int) -> Counts:
-        """The counts of rows ``[lo, hi)`` of the signature column ``sig``."""
+        """The counts of the passing rows of ``[lo, hi)`` of the signature column
+        ``sig``: the maps are fresh, the caller's to keep."""
         vectors = self.vectors
         if hi - lo <= DIRECT_SUM_ROWS:
             total = sum(map(vectors.__getitem__, sig[lo:hi]))
         else:
             per_code = Counter(sig[lo:hi])
             total = sum(map(mul, per_code.values(), map(vectors.__getitem__, per_code)))
-        scored, tag_counts, rating_counts = self.unpacked(total)
-        return scored, tag_counts.copy(), rating_counts.copy()  # fresh: each bucket's own
+        rows, scored, tag_counts, rating_counts = self.unpacked(total)
+        return rows, scored, tag_counts.copy(), rating_counts.copy()
+
+    def field_views(
+        self, sig_bytes: bytearray, lo: int, hi: int, mask: bytes | bytearray | None
+    ) -> _FieldViews:
+        """The :class:`_FieldViews` of rows ``[lo, hi)`` of ``sig_bytes`` (codes as
+        bytes), with ``mask`` (a 0/1 byte per row, or ``None``) ANDed into every
+        one. Requires :attr:`in_bytes`. ``O((hi - lo) f)`` for ``f`` fields, one
+        ``translate`` each (C-level)."""
+        run = sig_bytes[lo:hi]
+        keep = None if mask is None else mask.translate(_FF)
+
+        def view(table: bytes) -> bytes | bytearray:
+            translated = run.translate(table)
+            return translated if keep is None else _and(translated, keep)
+
+        passing = mask if mask is not None else view(self.pass_table) if self.failing else None
+        unscored = view(self.unscored_table) if self.unscored_table else None
+        size = hi - lo
+        tags = [(tag, v, w) for tag, t, w in self.tag_tables if (v := view(t)).count(0) < size]
+        keys = [(key, v, w) for key, t, w in self.key_tables if (v := view(t)).count(0) < size]
+        return _FieldViews(passing, unscored, tags, keys)
 
     def unpacked(self, total: int) -> Counts:
         """The counts a packed ``total`` holds, shared: copy the maps before handing
         them out."""
-        unpacked = self._unpacked.get(total)
+        unpacked = self.remembered.get(total)
         if unpacked is None:
-            unpacked = self._unpacked[total] = self._unpack(total)
+            unpacked = self._unpack(total)
+            if len(self.remembered) < _UNPACKED_LIMIT:
+                self.remembered[total] = unpacked
         return unpacked
 
     def _unpack(self, total: int) -> Counts:
@@ -293,12 +418,12 @@ class _Packing:
                 count = (total >> shift) & _FIELD_MASK
                 if count:
                     rating_counts[key] = count
-        return total & _FIELD_MASK, tag_counts, rating_counts
+        return total & _FIELD_MASK, (total >> _FIELD_BITS) & _FIELD_MASK, tag_counts, rating_counts
 
 
 def _loop_counts(signatures: Sequence[Signature], sig: list[int], lo: int, hi: int) -> Counts:
-    """The same counts as :meth:`_Packing.counts`, one Python step per distinct
-    signature of the cell and per tag and key it names."""
+    """The same counts as :meth:`_Packing.counts` without a filter, one Python step
+    per distinct signature of the cell and per tag and key it names."""
     scored = 0
     tag_counts: dict[str, int] = {}
     rating_counts: dict[str, int] = {}
@@ -310,103 +435,271 @@ def _loop_counts(signatures: Sequence[Signature], sig: list[int], lo: int, hi: i
                 tag_counts[tag] = tag_counts.get(tag, 0) + times
             for key in keys:
                 rating_counts[key] = rating_counts.get(key, 0) + times
-    return scored, dict(sorted(tag_counts.items())), dict(sorted(rating_counts.items()))
+    return (
+        hi - lo,
+        scored,
+        dict(sorted(tag_counts.items())),
+        dict(sorted(rating_counts.items())),
+    )
 
+
+# --- the bucket models -----------------------------------------------------------------
 
 _ALL_FIELDS = set(FeedbackAggregateBucket.model_fields)
 # Every bucket is given every field, so all share this one set: assigning a field
 # later would add a name it already holds (pydantic adds to it, never removes).
 
 
+def _slot(name: str) -> Any:
+    """The descriptor that stores attribute ``name`` of a bucket model (a slot of
+    pydantic's ``BaseModel``)."""
+    for klass in FeedbackAggregateBucket.__mro__:
+        descriptor = vars(klass).get(name)
+        if descriptor is not None and hasattr(descriptor, "__set__"):
+            return descriptor
+    raise LookupError(name)  # pragma: no cover - pydantic keeps these four slots
+
+
+_SET_DICT, _SET_FIELDS_SET, _SET_EXTRA, _SET_PRIVATE = (
+    _slot(name).__set__
+    for name in (
+        "__dict__",
+        "__pydantic_fields_set__",
+        "__pydantic_extra__",
+        "__pydantic_private__",
+    )
+)
+
+
+def trusted_buckets(values: list[dict[str, Any]]) -> list[FeedbackAggregateBucket]:
+    """Bucket models holding ``values`` (each dict has every field, already of its
+    field's type — fresh dicts of ``str`` to ``int`` or ``float``, ``int`` counts —
+    and becomes its model's own ``__dict__``) without validating them: what
+    ``model_construct`` makes, without its per-field loop. Each slot of pydantic's
+    model is set for all the models in one C-level pass (``map`` over the slot's
+    descriptor), not one Python step per model. ``O(len(values))``."""
+    count = len(values)
+    buckets = list(map(FeedbackAggregateBucket.__new__, repeat(FeedbackAggregateBucket, count)))
+    deque(map(_SET_DICT, buckets, values), 0)
+    deque(map(_SET_FIELDS_SET, buckets, repeat(_ALL_FIELDS, count)), 0)
+    deque(map(_SET_EXTRA, buckets, repeat(None, count)), 0)
+    deque(map(_SET_PRIVATE, buckets, repeat(None, count)), 0)
+    return buckets
+
+
 def trusted_bucket(values: dict[str, Any]) -> FeedbackAggregateBucket:
-    """A bucket model holding ``values`` (every field, already of its field's type:
-    fresh dicts of ``str`` to ``int`` or ``float``, ``int`` counts) without
-    validating them — what ``model_construct`` does, without its per-field loop."""
-    bucket = FeedbackAggregateBucket.__new__(FeedbackAggregateBucket)
-    object.__setattr__(bucket, "__dict__", values)
-    object.__setattr__(bucket, "__pydantic_fields_set__", _ALL_FIELDS)
-    object.__setattr__(bucket, "__pydantic_extra__", None)
-    object.__setattr__(bucket, "__pydantic_private__", None)
-    return bucket
+    """One bucket model holding ``values``, as :func:`trusted_buckets` makes them."""
+    return trusted_buckets([values])[0]
 
 
-def _packing_for(codes: set[int], signatures: Sequence[Signature]) -> _Packing | None:
-    """A packing of ``codes``, or ``None`` past :data:`MAX_PACKED_FIELDS` fields."""
-    if _Packing.fields(codes, signatures) <= MAX_PACKED_FIELDS:
-        return _Packing(codes, signatures)
-    return None
+# --- one view's cells ------------------------------------------------------------------
+
+_START = itemgetter("time_bucket_start_ms")
+
+Cell = dict[str, Any]
+"""A cell of the answer: its bucket model's values (:func:`trusted_buckets`)."""
 
 
-def _fold_cells(
+def _cell_values(
+    start: int | None,
+    group: dict[str, str],
+    counts: Counts,
+    rating_sums: dict[str, float],
+) -> dict[str, Any]:
+    rows, scored, tag_counts, rating_counts = counts
+    return {
+        "time_bucket_start_ms": start,
+        "group": group.copy(),
+        "total_count": rows,
+        "scored_count": scored,
+        "tag_counts": tag_counts,
+        "rating_counts": rating_counts,
+        "rating_sums": rating_sums,
+    }
+
+
+def _fold_list_cells(
     view: Span,
     width_ms: int | None,
     group: dict[str, str],
     signatures: Sequence[Signature],
-    packing: _Packing | None,
     *,
-    out: list[tuple[int, FeedbackAggregateBucket]],
+    out: list[Cell],
 ) -> None:
-    """Append to ``out`` the cells of one group's (filtered) window, as ``(bucket
-    start or 0, bucket)``: one per non-empty time bucket, or one for the whole view
-    when ``width_ms`` is ``None``.
+    """Append to ``out`` the cells of one group's window, already filtered (every
+    row passes): one per non-empty time bucket, or one for the whole view when
+    ``width_ms`` is ``None``. The fallback of :func:`_fold_view` for a view whose
+    codes do not fit in bytes or that names too many fields: it reads the list
+    columns only.
 
-    Per cell: its counts (``packing``, which packs every signature of the view;
-    without one, a packing of the view's own signatures, or :func:`_loop_counts`
-    for views with many distinct tags and keys) and, per rating key it counts, one
-    left-to-right sum over a contiguous slice of that key's values (a lone row's
-    value as it is). The loop is the fold's per-cell cost, so it is written out
-    flat: bisection for the bucket edges, and the bucket models made as
-    :func:`trusted_bucket` makes them.
+    Per cell: its counts (a packing of the view's own signatures, or
+    :func:`_loop_counts` for views with many distinct tags and keys) and, per
+    rating key it counts, one left-to-right sum over a contiguous slice of that
+    key's values (a lone row's value as it is).
     """
     columns, lo, end = view
     sig, ratings, ms = columns.sig, columns.ratings, columns.ms
-    if packing is None:
-        packing = _packing_for(set(sig[lo:end]), signatures)
-    new, set_slot, fields_set = FeedbackAggregateBucket.__new__, object.__setattr__, _ALL_FIELDS
+    packing: _Packing | None = _Packing(set(sig[lo:end]), signatures)
+    if packing is not None and packing.fields > MAX_PACKED_FIELDS:
+        packing = None
     append = out.append
-    while True:
+    while lo < end:
         if width_ms is None:
             start, hi = None, end
         else:
-            if lo >= end:
-                return
             start = ms[lo] // width_ms * width_ms
             hi = bisect_left(ms, start + width_ms, lo, end)
         if packing is None:
-            scored, tag_counts, rating_counts = _loop_counts(signatures, sig, lo, hi)
-        elif hi - lo == 1:  # the commonest cell of a small window: inlined
-            unpacked = packing.unpacked(packing.vectors[sig[lo]])
-            scored, tag_counts, rating_counts = unpacked[0], unpacked[1].copy(), unpacked[2].copy()
+            counts = _loop_counts(signatures, sig, lo, hi)
         else:
-            scored, tag_counts, rating_counts = packing.counts(sig, lo, hi)
+            counts = packing.counts(sig, lo, hi)
         rating_sums: dict[str, float] = {}
-        for key in rating_counts:
+        for key in counts[3]:
             if hi - lo == 1:  # 0 + x is x, and a -0.0 is dropped below either way
                 total = float(ratings[key][lo])
             else:
                 total = float(_sequential_sum(ratings[key][lo:hi]))
             if total != 0.0:  # ClickHouse sumMap drops a key whose sum is exactly zero
                 rating_sums[key] = total
-        bucket = new(FeedbackAggregateBucket)
-        set_slot(
-            bucket,
-            "__dict__",
+        append(_cell_values(start, group, counts, rating_sums))
+        lo = hi
+
+
+def _and(a: bytes | bytearray, b: bytes | bytearray) -> bytes:
+    """The row-by-row AND of two masks of 0 and 1 bytes of one length, by one
+    integer AND (C-level, a machine word per 8 rows)."""
+    return (int.from_bytes(a, "little") & int.from_bytes(b, "little")).to_bytes(len(a), "little")
+
+
+def _fold_view(
+    view: Span,
+    width_ms: int | None,
+    group: dict[str, str],
+    packing: _Packing,
+    mask: bytes | bytearray | None,
+    *,
+    out: list[Cell],
+) -> None:
+    """Append to ``out`` the cells of one group's window with at least one passing
+    row: one per such time bucket, or one for the whole view when ``width_ms`` is
+    ``None``. The view is read in place, never copied: ``packing`` decides the
+    per-signature filters (a failing row's vector is 0, and adds no row) and
+    ``mask``, when given, is the per-row keep decision of the other filters (one
+    byte per row of the view, 0 or 1, ANDed with the signature decision).
+
+    Per cell: its counts (the packed vectors for a small cell, a ``count`` per
+    field over :meth:`_Packing.field_views` for a larger one) and, per
+    rating key it counts, one left-to-right sum over the cell's slice of that
+    key's values in store order, skipping failing rows (``compress`` by the mask,
+    or by the signature decision for a key some failing signature carries); a
+    lone row's value as it is.
+    """
+    columns, lo, end = view
+    sig, sig_bytes, ratings, ms = columns.sig, columns.sig_bytes, columns.ratings, columns.ms
+    assert sig_bytes is not None  # the caller checked: a view without bytes folds as lists
+    first = lo
+    pass_table, masked_keys, failing = packing.pass_table, packing.masked_keys, packing.failing
+    unpacked, vectors = packing.unpacked, packing.vectors
+    remembered = packing.remembered.get
+    views: _FieldViews | None = None  # made for the view's first larger cell
+    append = out.append
+    while lo < end:
+        if width_ms is None:
+            start, hi = None, end
+        else:
+            start = ms[lo] // width_ms * width_ms
+            hi = lo + 1
+            if hi < end and ms[hi] < start + width_ms:  # a lone row needs no bisection
+                hi = bisect_left(ms, start + width_ms, hi + 1, end)
+        keep: bytes | bytearray | None = None  # which rows of the cell pass, when some do not
+        if hi - lo == 1 and mask is None:  # the commonest cell of a small window
+            total = vectors[sig[lo]]
+            counted = remembered(total) or unpacked(total)
+            rows = counted[0]
+            if rows == 0:
+                lo = hi
+                continue
+            rating_counts = counted[3].copy()
+            rating_sums: dict[str, float] = {}
+            for key in rating_counts:
+                # 0 + x is x, and a -0.0 is dropped below either way
+                if value := float(ratings[key][lo]):
+                    rating_sums[key] = value
+            append(
+                {
+                    "time_bucket_start_ms": start,
+                    "group": group.copy(),
+                    "total_count": 1,
+                    "scored_count": counted[1],
+                    "tag_counts": counted[2].copy(),
+                    "rating_counts": rating_counts,
+                    "rating_sums": rating_sums,
+                }
+            )
+            lo = hi
+            continue
+        if hi - lo <= DIRECT_SUM_ROWS:
+            if mask is not None:
+                keep = mask[lo - first : hi - first]
+                kept = keep.count(1)
+                if kept == hi - lo:
+                    keep = None
+                elif kept == 0:
+                    lo = hi
+                    continue
+            if keep is None:
+                total = sum(map(vectors.__getitem__, sig[lo:hi]))
+            else:
+                total = sum(map(vectors.__getitem__, compress(sig[lo:hi], keep)))
+            counted = remembered(total) or unpacked(total)
+            rows, scored = counted[0], counted[1]
+            tag_counts, rating_counts = counted[2].copy(), counted[3].copy()
+            if keep is None and failing and rows < hi - lo:
+                keep = sig_bytes[lo:hi].translate(pass_table)
+        else:
+            if views is None:
+                views = packing.field_views(sig_bytes, first, end, mask)
+            a, b = lo - first, hi - first
+            passing = views.passing
+            rows = b - a if passing is None else passing.count(1, a, b)
+            unscored = views.unscored
+            scored = rows if unscored is None else rows - unscored.count(1, a, b)
+            tag_counts = {}
+            for tag, column, weights in views.tags:
+                count = 0
+                for times in weights:
+                    count += times * column.count(times, a, b)
+                if count:
+                    tag_counts[tag] = count
+            rating_counts = {}
+            for key, column, _ in views.keys:
+                if count := column.count(1, a, b):
+                    rating_counts[key] = count
+            if passing is not None and rows < b - a:
+                keep = passing[a:b]
+        if rows == 0:  # no passing row: the reference makes no cell
+            lo = hi
+            continue
+        rating_sums = {}
+        for key in rating_counts:
+            values = ratings[key]
+            if keep is not None and (mask is not None or key in masked_keys):
+                total_sum = float(_sequential_sum(compress(values[lo:hi], keep)))
+            else:
+                total_sum = float(_sequential_sum(values[lo:hi]))
+            if total_sum != 0.0:  # ClickHouse sumMap drops a key whose sum is exactly zero
+                rating_sums[key] = total_sum
+        append(
             {
                 "time_bucket_start_ms": start,
-                "group": dict(group),
-                "total_count": hi - lo,
+                "group": group.copy(),
+                "total_count": rows,
                 "scored_count": scored,
                 "tag_counts": tag_counts,
                 "rating_counts": rating_counts,
                 "rating_sums": rating_sums,
-            },
+            }
         )
-        set_slot(bucket, "__pydantic_fields_set__", fields_set)
-        set_slot(bucket, "__pydantic_extra__", None)
-        set_slot(bucket, "__pydantic_private__", None)
-        append((0 if start is None else start, bucket))
-        if width_ms is None:
-            return
         lo = hi
 
 
@@ -455,13 +748,103 @@ class AggregateSnapshot(NamedTuple):
     signatures: Codebook[Signature]
 
 
+def _codes_in(column: bytearray, lo: int, hi: int, known: int) -> set[int]:
+    """The distinct codes of ``column[lo:hi]`` (a byte column of codes below
+    ``known``): a ``set`` of a short run, else one ``find`` per possible code (at
+    memory speed, stopping at the first occurrence). ``O(min(hi - lo, known (1 +
+    (hi - lo) / w)))`` for the ``w`` bytes a ``find`` scans per step."""
+    if hi - lo <= 8 * known:
+        return set(column[lo:hi])
+    find = column.find
+    return {code for code in range(min(known, 256)) if find(code, lo, hi) >= 0}
+
+
+def _signature_test(
+    filters: Filters, signatures: Sequence[Signature]
+) -> Callable[[int], bool] | None:
+    """The per-signature part of the filters (a wanted tag; a ``_rating_`` key when
+    a rating bound is set) as a test of a code, or ``None`` when there is none."""
+    wanted, rating = filters.tags, filters.rating
+    if wanted is None and rating is None:
+        return None
+
+    def passes(code: int) -> bool:
+        sig = signatures[code]
+        return (wanted is None or not wanted.isdisjoint(sig.tags)) and (
+            rating is None or RATING_KEY in sig.keys
+        )
+
+    return passes
+
+
+def _packing(
+    codes: Iterable[int] | None, signatures: Codebook[Signature], filters: Filters
+) -> _Packing:
+    """The packing of ``codes`` (``None``: every code of the codebook) under the
+    per-signature filters, kept with the codebook between queries (its codes never
+    change meaning): a repeated query finds its vectors, tables and unpacked
+    totals made. ``O(1)`` when kept, for all codes; ``O(len(codes))`` to look up
+    a set of them."""
+    known = len(signatures)
+    chosen = range(known) if codes is None else frozenset(codes)
+    key = ("aggregate packing", known if codes is None else chosen, filters.tags, filters.rating)
+    packing: _Packing = lru.use(
+        signatures.memo,
+        key,
+        lambda: _Packing(chosen, signatures.values, _signature_test(filters, signatures.values)),
+        _MEMO_LIMIT,
+    )
+    return packing
+
+
+def _row_mask(view: Span, run: _FilterRun, packing: _Packing) -> bytes | bytearray | None:
+    """The per-row keep decision over ``view`` of the filters that a signature does
+    not decide — the string filters (per profile code) and the rating bounds —
+    ANDed with the signature decision, one byte (0 or 1) per row; ``None`` when
+    none of those filters is set. C-level passes over the view, a Python step per
+    distinct profile."""
+    columns, lo, hi = view
+    filters = run.filters
+    masks: list[bytes | bytearray] = []
+    if filters.profile is not None:
+        profile_bytes = columns.profile_bytes
+        test, memo, profiles = filters.profile, run.profile_memo, run.profiles
+        if profile_bytes is None:  # a profile code past 255: a lookup per row
+            present = set(columns.profile[lo:hi])
+        else:
+            present = _codes_in(profile_bytes, lo, hi, len(profiles))
+        for code in present.difference(memo):
+            memo[code] = test(profiles[code])
+        if not all(memo[code] for code in present):
+            passing: bytes | bytearray
+            if profile_bytes is None:
+                passing = bytes(map(memo.__getitem__, columns.profile[lo:hi]))
+            else:
+                table = bytearray(256)
+                for code in present:
+                    table[code] = memo[code]
+                passing = profile_bytes[lo:hi].translate(table)
+            masks.append(passing)
+    if filters.rating is not None:
+        low, high = filters.rating
+        values = columns.ratings[RATING_KEY][lo:hi]
+        masks.append(bytes(map(and_, map(le, repeat(low), values), map(ge, repeat(high), values))))
+    if not masks:
+        return None
+    if packing.failing:
+        sig_bytes = columns.sig_bytes
+        assert sig_bytes is not None
+        masks.append(sig_bytes[lo:hi].translate(packing.pass_table))
+    return reduce(_and, masks)
+
+
 def fold(p: AggregatePlan, snapshot: AggregateSnapshot) -> FeedbackAggregateRes:
     """The answer to ``p`` from ``snapshot``: the same as
     :func:`refengine.semantics.aggregate.fold` over the window's rows. Aggregate /
     Cost: see the module docstring for how, and for the runtime complexity."""
     filters = compile_filters(p)
     signatures = snapshot.signatures
-    run = _FilterRun(filters, snapshot.profiles, signatures) if filters.active else None
+    run = _FilterRun(filters, snapshot.profiles, signatures)
     dims = list(p.group_by)
     order = _group_order(dims)
     width = p.width_ms
@@ -469,25 +852,45 @@ def fold(p: AggregatePlan, snapshot: AggregateSnapshot) -> FeedbackAggregateRes:
         ((order(values), values, window) for values, window in _request_order(snapshot, dims)),
         key=itemgetter(0),
     )
-    views = [(values, window if run is None else run.apply(window)) for _, values, window in groups]
-    views = [(values, view) for values, view in views if view.lo < view.hi]
-    # One packing for the whole request while the signatures of all its views fit:
-    # built once, not once per group.
-    codes = set().union(*(view.columns.sig[view.lo : view.hi] for _, view in views))
-    shared = _packing_for(codes, signatures.values)
-    cells: list[tuple[int, FeedbackAggregateBucket]] = []
-    for values, view in views:
+    if filters.rating is not None:  # a view without a _rating_ column has no passing row
+        groups = [g for g in groups if RATING_KEY in g[2].columns.ratings]
+    # The views with byte columns share one packing (its fields the tags and keys of
+    # their passing signatures); the others are filtered by copying and fold as lists.
+    in_bytes = [window.columns.sig_bytes is not None for _, _, window in groups]
+    # One packing of every code while the codebook is small (no scan of the views);
+    # past that, or past MAX_PACKED_FIELDS fields, one of the views' own codes.
+    shared = _packing(None, signatures, filters) if len(signatures) <= 256 else None
+    if shared is None or shared.fields > MAX_PACKED_FIELDS:
+        codes: set[int] = set()
+        for (_, _, (columns, lo, hi)), fits in zip(groups, in_bytes, strict=True):
+            if fits:
+                assert columns.sig_bytes is not None
+                codes |= _codes_in(columns.sig_bytes, lo, hi, len(signatures))
+        shared = _packing(codes, signatures, filters) if codes else None
+    if shared is not None and (shared.fields > MAX_PACKED_FIELDS or not shared.in_bytes):
+        shared, in_bytes = None, [False] * len(groups)
+    cells: list[Cell] = []
+    for (_, values, window), fits in zip(groups, in_bytes, strict=True):
         group: dict[str, str] = dict(zip(dims, values, strict=True))
-        _fold_cells(view, width, group, signatures.values, shared, out=cells)
+        if fits and shared is not None:
+            mask = _row_mask(window, run, shared) if filters.active else None
+            if mask is None or mask.count(1):
+                _fold_view(window, width, group, shared, mask, out=cells)
+        else:
+            view = run.apply(window) if filters.active else window
+            _fold_list_cells(view, width, group, signatures.values, out=cells)
     if not cells and width is None and not dims:  # no bucket, no group_by: one row always
-        _fold_cells(Span(Columns(), 0, 0), None, {}, signatures.values, shared, out=cells)
-    # By bucket start, then group values: the groups came in order and the sort is stable.
-    cells.sort(key=itemgetter(0))
+        cells.append(_cell_values(None, {}, (0, 0, {}, {}), {}))
+    if width is not None and len(groups) > 1:
+        # By bucket start, then group values: the groups came in order, each view's
+        # cells in bucket order, and the sort is stable. (Unbucketed, a view makes
+        # at most one cell: group order is the order.)
+        cells.sort(key=_START)
     return FeedbackAggregateRes.model_construct(
         time_bucket_seconds=p.time_bucket_seconds,
         after_ms=p.after_ms,
         before_ms=p.before_ms,
-        buckets=[cell[1] for cell in cells],
+        buckets=trusted_buckets(cells),
     )
 
 
@@ -501,4 +904,5 @@ __all__ = [
     "fold",
     "partition_dims",
     "trusted_bucket",
+    "trusted_buckets",
 ]

@@ -8,7 +8,12 @@ A :class:`Columns` holds a run of rows, in store order, as parallel lists:
 * ``sig`` — a small integer naming the row's *signature* (its tags and the keys
   of its rating map), decoded by a :class:`Codebook` of :class:`Signature`;
 * ``ratings`` — per rating key seen in the run, the value of every row, ``0.0``
-  where the row lacks the key (its signature says which rows have it).
+  where the row lacks the key (its signature says which rows have it);
+* ``sig_bytes`` and ``profile_bytes`` — the ``sig`` and ``profile`` codes again,
+  one byte per row, while every code of the run is below 256 (``None`` from the
+  first one that is not, for good). Bytes count a code (``bytes.count``), map
+  codes to per-row decisions (``bytes.translate``) and find a code
+  (``bytes.find``) at memory speed, with no Python object per row.
 
 Rows of a project repeat few profiles and signatures, so a filter or a count is
 decided once per *distinct* code and applied with C-level passes (``set``,
@@ -19,7 +24,7 @@ slice of a value column: the values are added one by one in store order, and the
 
 Memory: 8 bytes per row per column (pointers; the int and float objects are the
 rows' own, the ``0.0`` shared) — 24 bytes plus 8 per rating key that occurs in
-the run.
+the run, plus 2 bytes for the byte mirrors.
 
 The per-row work is done by C-level passes (slices, ``map``, ``compress``, ``set``)
 except in :meth:`Columns.check` (and :meth:`Columns.extend_rows` for rows whose
@@ -81,13 +86,16 @@ class Codebook(Generic[K]):
     or removed, so a code read from a column stays valid while new codes are added.
     """
 
-    __slots__ = ("_canonical", "_code_of_value", "codes", "values")
+    __slots__ = ("_canonical", "_code_of_value", "codes", "memo", "values")
 
     def __init__(self, canonical: Callable[[Any], K] | None = None) -> None:
         self.codes: dict[Any, int] = {}  # raw value -> code
         self.values: list[K] = []  # code -> canonical value
         self._code_of_value: dict[K, int] = {}
         self._canonical = canonical
+        # What readers derive from codes, kept between their queries: a code's value
+        # never changes, so an entry stays true as codes are added.
+        self.memo: dict[Hashable, Any] = {}
 
     def __len__(self) -> int:
         return len(self.values)
@@ -110,20 +118,35 @@ class Codebook(Generic[K]):
         return list(map(codes.__getitem__, items))
 
 
+def _extended(mirror: bytearray | None, codes: Iterable[int]) -> bytearray | None:
+    """``mirror`` with ``codes`` appended, or ``None`` (no mirror from now on) once a
+    code does not fit in a byte. ``bytearray.extend`` builds the new bytes before
+    it appends them, so a failed extend leaves ``mirror`` as it was."""
+    if mirror is None:
+        return None
+    try:
+        mirror.extend(codes)
+    except ValueError:
+        return None
+    return mirror
+
+
 class Columns:
     """Parallel columns of a run of rows in store order (see the module docstring).
 
     Every list — ``ms``, ``profile``, ``sig`` and each ``ratings`` value column —
-    has one entry per row.
+    has one entry per row, and so has each byte mirror that is not ``None``.
     """
 
-    __slots__ = ("ms", "profile", "ratings", "sig")
+    __slots__ = ("ms", "profile", "profile_bytes", "ratings", "sig", "sig_bytes")
 
     def __init__(self) -> None:
         self.ms: list[int] = []
         self.profile: list[int] = []
         self.sig: list[int] = []
         self.ratings: dict[str, list[float]] = {}
+        self.sig_bytes: bytearray | None = bytearray()
+        self.profile_bytes: bytearray | None = bytearray()
 
     def __len__(self) -> int:
         return len(self.ms)
@@ -143,8 +166,12 @@ class Columns:
         tags = list(map(_tags_of, rows))
         key_tuples, value_tuples = items_of(map(_ratings_of, rows))
         self.ms.extend(map(_ms_of, rows))
-        self.profile.extend(profiles.encode_all(list(map(_profile_of, rows))))
-        self.sig.extend(signatures.encode_all(list(zip(tags, key_tuples, strict=True))))
+        profile_codes = profiles.encode_all(list(map(_profile_of, rows)))
+        sig_codes = signatures.encode_all(list(zip(tags, key_tuples, strict=True)))
+        self.profile.extend(profile_codes)
+        self.sig.extend(sig_codes)
+        self.profile_bytes = _extended(self.profile_bytes, profile_codes)
+        self.sig_bytes = _extended(self.sig_bytes, sig_codes)
         distinct = set(key_tuples)  # few: a FrozenMap's key tuples are shared
         new_keys = set().union(*distinct)
         self._pad_to(len(self.ms) - len(rows), new_keys)
@@ -166,6 +193,8 @@ class Columns:
         self.ms.extend(other.ms)
         self.profile.extend(other.profile)
         self.sig.extend(other.sig)
+        self.profile_bytes = _extended(self.profile_bytes, other.profile_bytes or other.profile)
+        self.sig_bytes = _extended(self.sig_bytes, other.sig_bytes or other.sig)
         for key, column in self.ratings.items():
             values = other.ratings.get(key)
             column.extend(repeat(0.0, len(other)) if values is None else values)
@@ -179,7 +208,7 @@ class Columns:
         added = len(positions)
         if not added:
             return
-        gather: Callable[[list[Any]], Iterable[Any]]
+        gather: Callable[[Sequence[Any]], Iterable[Any]]
         if added == 1:  # itemgetter of one position returns the item, not a tuple
             (at,) = positions
             gather = lambda column: (column[at],)  # noqa: E731
@@ -188,6 +217,10 @@ class Columns:
         self.ms.extend(gather(other.ms))
         self.profile.extend(gather(other.profile))
         self.sig.extend(gather(other.sig))
+        self.profile_bytes = _extended(
+            self.profile_bytes, gather(other.profile_bytes or other.profile)
+        )
+        self.sig_bytes = _extended(self.sig_bytes, gather(other.sig_bytes or other.sig))
         for key, column in self.ratings.items():
             values = other.ratings.get(key)
             column.extend(repeat(0.0, added) if values is None else gather(values))
@@ -199,8 +232,9 @@ class Columns:
         for column in self._all_columns():
             del column[cut:]
 
-    def _all_columns(self) -> list[list[Any]]:
-        return [self.ms, self.profile, self.sig, *self.ratings.values()]
+    def _all_columns(self) -> list[Any]:
+        mirrors = [m for m in (self.sig_bytes, self.profile_bytes) if m is not None]
+        return [self.ms, self.profile, self.sig, *self.ratings.values(), *mirrors]
 
     # --- reading ----------------------------------------------------------------------
 
@@ -216,11 +250,14 @@ class Columns:
         entry (indexed from ``lo``) is truthy when ``keep`` is given.
         ``O((hi - lo) * (1 + r))``: a slice copy or one ``compress`` per column."""
         out = Columns()
+        sig_bytes, profile_bytes = self.sig_bytes, self.profile_bytes
         if keep is None:
             out.ms = self.ms[lo:hi]
             out.profile = self.profile[lo:hi]
             out.sig = self.sig[lo:hi]
             out.ratings = {key: column[lo:hi] for key, column in self.ratings.items()}
+            out.sig_bytes = None if sig_bytes is None else sig_bytes[lo:hi]
+            out.profile_bytes = None if profile_bytes is None else profile_bytes[lo:hi]
         else:
             out.ms = list(compress(self.ms[lo:hi], keep))
             out.profile = list(compress(self.profile[lo:hi], keep))
@@ -228,6 +265,12 @@ class Columns:
             out.ratings = {
                 key: list(compress(column[lo:hi], keep)) for key, column in self.ratings.items()
             }
+            out.sig_bytes = (
+                None if sig_bytes is None else bytearray(compress(sig_bytes[lo:hi], keep))
+            )
+            out.profile_bytes = (
+                None if profile_bytes is None else bytearray(compress(profile_bytes[lo:hi], keep))
+            )
         return out
 
     def check(self, signatures: Codebook[Signature] | None = None) -> None:
@@ -240,6 +283,9 @@ class Columns:
             raise AssertionError("columns of different lengths")
         if any(a > b for a, b in pairwise(self.ms)):
             raise AssertionError("ms column out of order")
+        for mirror, codes in ((self.sig_bytes, self.sig), (self.profile_bytes, self.profile)):
+            if mirror is not None and list(mirror) != codes:
+                raise AssertionError("a byte mirror differs from its codes")
         if signatures is None:
             return
         for key, column in self.ratings.items():

@@ -170,3 +170,44 @@ def test_check_catches_broken_columns() -> None:
     del columns.sig[0]
     with pytest.raises(AssertionError, match="lengths"):
         columns.check()
+
+
+def test_the_byte_mirrors_follow_the_codes_through_every_change() -> None:
+    profiles: Codebook[tuple[str, ...]] = Codebook()
+    signatures = new_signatures()
+    columns = build_columns(ROWS, profiles, signatures)
+    other = build_columns(ROWS[1:3], profiles, signatures)
+    columns.extend(other)
+    columns.extend_at(other, [0, 1])
+    for mirror, codes in (
+        (columns.sig_bytes, columns.sig),
+        (columns.profile_bytes, columns.profile),
+    ):
+        assert mirror is not None
+        assert list(mirror) == codes
+    kept = columns.take(0, len(columns), [i % 2 for i in range(len(columns))])
+    assert kept.sig_bytes is not None and list(kept.sig_bytes) == kept.sig
+    columns.truncate(5)
+    assert columns.sig_bytes is not None and list(columns.sig_bytes) == columns.sig
+    columns.check(signatures)
+
+
+def test_a_code_past_255_drops_the_mirror_for_good() -> None:
+    signatures = new_signatures()
+    many = [scorer_row(i, (f"t{i}",)) for i in range(300)]  # 300 signatures
+    columns = build_columns(many, Codebook(), signatures)
+    assert columns.sig_bytes is None
+    assert columns.profile_bytes is not None  # one profile: its mirror stays
+    columns.check(signatures)  # a missing mirror is consistent
+    assert columns.take(0, 10).sig_bytes is None
+    fits = build_columns(many[:10], Codebook(), new_signatures())
+    fits.extend(columns)
+    assert fits.sig_bytes is None and len(fits.sig) == 310
+
+
+def test_check_catches_a_mirror_that_differs_from_its_codes() -> None:
+    columns = build_columns(ROWS, Codebook(), new_signatures())
+    assert columns.sig_bytes is not None
+    columns.sig_bytes[0] ^= 1
+    with pytest.raises(AssertionError, match="byte mirror"):
+        columns.check()
