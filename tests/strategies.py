@@ -341,6 +341,10 @@ range, subnormals, values whose sums overflow or round at the top of the range."
 
 float_runs = st.lists(st.lists(stats_floats, max_size=8), min_size=1, max_size=5)
 """Consecutive runs of values (some empty)."""
+run_sums = st.lists(st.booleans(), min_size=5, max_size=5)
+"""For each of up to five runs, whether its sum is scaled (true) or its values kept."""
+quantile_levels = st.lists(st.sampled_from([0.0, 0.05, 0.5, 0.9, 0.999, 1.0]), max_size=4)
+"""Percentile levels (``p / 100``), the ends included."""
 
 sorted_float_lists = st.lists(
     st.lists(

@@ -248,8 +248,11 @@ class MetricIndex:
         ms = self._ms
         hours_from = -(-start_ms // BLOCK_MS) * BLOCK_MS  # the first hour starting inside
         hours_to = end_ms // BLOCK_MS * BLOCK_MS  # the end of the last whole one
-        first = bisect_left(ms, hours_from, lo, hi)
-        last = bisect_left(ms, hours_to, first, hi) if hours_to > hours_from else first
+        if hours_to <= hours_from:
+            first = last = hi
+        else:  # a range starting or ending on the hour needs no search there
+            first = lo if hours_from == start_ms else bisect_left(ms, hours_from, lo, hi)
+            last = hi if hours_to == end_ms else bisect_left(ms, hours_to, first, hi)
         out: list[Piece] = []
         if first > lo:
             out.append(piece(found(column[lo:first]), ordered))
@@ -271,13 +274,22 @@ class MetricIndex:
         position = lo
         while position < hi:
             hour = ms[position] // BLOCK_MS * BLOCK_MS
-            end = bisect_left(ms, hour + BLOCK_MS, position, hi)
             kept = blocks.get(hour)
-            if kept is None or kept.lo != position or kept.hi != end:
-                kept = _Block(position, end, Piece(summarize(found(column[position:end])), None))
+            # A kept block starting here is still the hour's rows unless rows were
+            # appended into the hour since (a row inserted before, or a removal,
+            # would have dropped it): one look at the row after it tells.
+            if (
+                kept is None
+                or kept.lo != position
+                or kept.hi > hi
+                or (kept.hi < hi and ms[kept.hi] < hour + BLOCK_MS)
+            ):
+                end = bisect_left(ms, hour + BLOCK_MS, position, hi)
+                values = found(column[position:end])
+                kept = _Block(position, end, Piece(summarize(values, exact=True), None))
                 blocks[hour] = kept
             out.append(kept.piece)
-            position = end
+            position = kept.hi
         return out
 
     def _run(
@@ -295,7 +307,7 @@ class MetricIndex:
             if kept is not None:
                 runs.values -= _run_size(kept)
             values = found(column[lo:hi])
-            kept = _Block(lo, hi, Piece(summarize(values), array("d", sorted(values))))
+            kept = _Block(lo, hi, Piece(summarize(values, exact=True), array("d", sorted(values))))
             while runs.spans and runs.values + len(values) > len(column):
                 runs.drop(next(iter(runs.spans)))
             runs.values += len(values)
@@ -355,7 +367,7 @@ def _check_block(
         raise AssertionError(f"metric block {from_ms} misses rows of its hours")
     values = found(column[block.lo : block.hi])
     ordered = None if block.piece.ordered is None else array("d", sorted(values))
-    if repr(Piece(summarize(values), ordered)) != repr(block.piece):
+    if repr(Piece(summarize(values, exact=True), ordered)) != repr(block.piece):
         raise AssertionError(f"metric block {from_ms} differs from its rows")
 
 

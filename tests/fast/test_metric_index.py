@@ -194,11 +194,15 @@ def test_hour_blocks_and_runs_are_kept_until_a_row_lands_in_them() -> None:
     assert list(again.ordered or []) == sorted([*scores * 3, 0.0])
     store.check_invariants()
 
-    # a range starting and ending inside hours: the rows outside whole hours are
+    # ranges starting or ending inside hours: the rows outside whole hours are
     # pieces of their own, in store order
-    inside = hour_pieces(store, HOUR + 20, 2 * HOUR + 30)
-    assert [list(p.ordered or []) for p in inside] == [[0.2, 0.3, 0.5, 0.7], [0.1, 0.5, 0.9]]
-    assert [p.summary.n for p in inside if p.summary] == [4, 3]
+    (inside,) = hour_pieces(store, HOUR + 20, 2 * HOUR + 30)
+    assert list(inside.ordered or []) == [0.1, 0.2, 0.3, 0.5, 0.5, 0.7, 0.9]
+    before, middle = hour_pieces(store, HOUR + 20, 3 * HOUR, ordered=False)
+    assert [p.summary.n for p in (before, middle) if p.summary] == [4, 6]
+    assert middle is moved[2]
+    first, last = hour_pieces(store, 0, 2 * HOUR + 30, ordered=False)[-2:]
+    assert (first, last.summary.n if last.summary else 0) == (moved[1], 3)
     assert hour_pieces(store, 3 * HOUR, 4 * HOUR) == []
     store.check_invariants()
 

@@ -10,19 +10,22 @@ from fractions import Fraction
 import pytest
 from hypothesis import given
 
-from refengine.fast.summaries import Piece, exact_total, merge, piece, summarize
+from refengine.fast.summaries import Piece, exact_total, merge, piece, scaled_sum, summarize
 from refengine.semantics.exact import exact_sum, mean
-from strategies import DBL_MAX, float_runs
+from strategies import DBL_MAX, float_runs, run_sums
 
 
 def _fields(values: list[float]) -> tuple[int, int, int, str, str]:
     return len(values), values.count(1.0), values.count(0.0), repr(min(values)), repr(max(values))
 
 
-@given(float_runs)
-def test_merged_summaries_are_the_summary_of_the_concatenation(runs: list[list[float]]) -> None:
+@given(float_runs, run_sums)
+def test_merged_summaries_are_the_summary_of_the_concatenation(
+    runs: list[list[float]], exact: list[bool]
+) -> None:
+    # runs summed as scaled integers or kept as values, in any mix
     values = [v for run in runs for v in run]
-    merged = merge(summarize(run) for run in runs)
+    merged = merge(summarize(run, kept) for run, kept in zip(runs, exact, strict=False))
     if not values:
         assert merged is None
         return
@@ -30,9 +33,10 @@ def test_merged_summaries_are_the_summary_of_the_concatenation(runs: list[list[f
     assert (merged.n, merged.ones, merged.zeros, repr(merged.low), repr(merged.high)) == _fields(
         values
     )
-    whole = summarize(values)
-    assert whole is not None
-    assert exact_total(merged) == exact_total(whole)
+    for kept in (True, False):
+        whole = summarize(values, kept)
+        assert whole is not None
+        assert exact_total(merged) == exact_total(whole)
     total, exact = exact_sum([values])
     got_total, got_exact = exact_total(merged)
     assert repr(got_total) == repr(total)
@@ -60,7 +64,7 @@ def test_merged_summaries_are_the_summary_of_the_concatenation(runs: list[list[f
 def test_sums_round_as_math_fsum_and_overflow_as_the_reference(
     values: list[float], total: float
 ) -> None:
-    s = summarize(values)
+    s = summarize(values, exact=True)
     assert s is not None
     got, exact = exact_total(s)
     assert repr(got) == repr(total)
@@ -80,10 +84,12 @@ def test_extremes_keep_the_first_of_equal_values_as_min_and_max_do() -> None:
     flipped = merge([summarize(run) for run in reversed(runs)])
     assert flipped is not None
     assert repr(flipped.low) == "-0.0"
-    only_negative = summarize([-0.0, -0.0])
-    assert only_negative is not None
-    assert only_negative.negative_zeros
-    assert not merge([only_negative, summarize([0.0])]).negative_zeros  # type: ignore[union-attr]
+    assert scaled_sum([-0.0, -0.0], -0.0, -0.0).negative_zeros
+    assert not scaled_sum([-0.0, 0.0], -0.0, -0.0).negative_zeros
+    for kept in (True, False):  # the sum of zeros is math.fsum's: 0.0
+        both = merge([summarize([-0.0], kept), summarize([-0.0], exact=True)])
+        assert both is not None
+        assert repr(exact_total(both)[0]) == repr(math.fsum([-0.0, -0.0]))
 
 
 def test_a_piece_sorts_its_values_stably_only_when_asked() -> None:

@@ -26,6 +26,7 @@ from strategies import (
     STATS_ZONES,
     datasets,
     populate,
+    quantile_levels,
     sorted_float_lists,
     stats_requests,
     stats_value_requests,
@@ -204,11 +205,7 @@ def test_a_selected_rank_is_the_stable_sorted_union(
     assert _bits([selector(rank) for rank in ranks]) == _bits([union[rank] for rank in ranks])
 
 
-@given(
-    sorted_float_lists,
-    st.lists(st.sampled_from([0.0, 0.05, 0.5, 0.9, 0.999, 1.0]), max_size=4),
-    st.booleans(),
-)
+@given(sorted_float_lists, quantile_levels, st.booleans())
 def test_percentiles_agree_with_a_full_sort(
     lists: list[list[float]], levels: list[float], select: bool
 ) -> None:
