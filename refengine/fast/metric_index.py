@@ -20,23 +20,26 @@ parsing outside it:
   row of that millisecond and parses those rows again;
 * a metric asked for the first time parses every stored row — ``O(n)``.
 
-The index also keeps every stored row's ``created_at_ms`` (an ``array('q')``, kept
-current and cut like the columns), so a query finds its buckets' and hours' rows
-by bisection without copying the window's rows.
+The index also keeps every stored row's created_at second (an ``array`` of 4-byte
+offsets from the first row's, 8-byte seconds if the rows span more than 68 years;
+kept current and cut like the columns), so a query finds its buckets' and hours'
+rows by bisection without copying the window's rows (every bound a stats query
+has is a whole second).
 
 Per column, each epoch-aligned hour (:data:`BLOCK_MS`) a query found whole inside
 one of its buckets is kept as a **block**: its rows' store positions and their
-:class:`refengine.fast.summaries.Piece` (a summary: count, ``1.0``/``0.0`` counts,
-extremes, exact sum; and, once percentiles were asked for, the values sorted). A
-block is kept until a row lands in or before it (its positions then differ, or the
-columns went stale there), so a later query's bucket made of whole hours costs one
-summary merge per hour (:meth:`MetricIndex.pieces`).
+summary (:class:`refengine.fast.summaries.Piece`: count, ``1.0``/``0.0`` counts,
+extremes, exact sum). For a metric with percentiles, the whole hours of each
+bucket are kept instead as one **run**: the same, with the values sorted. A block
+or run is kept until a row lands in or before it (its positions then differ, or
+the columns went stale there), so a later query's bucket made of whole hours costs
+one summary merge per hour, or one look-up (:meth:`MetricIndex.pieces`).
 
 At most :data:`MAX_METRIC_COLUMNS` columns are kept (the least recently used are
-dropped with their blocks and rebuilt on demand). Memory: 8 bytes per row for the
-times, 8 per row per column kept, about 200 bytes per kept block (one per hour),
-and 8 more per value for a column whose percentiles were asked for (its sorted
-hours).
+dropped with their blocks and rebuilt on demand). Memory: 4 bytes per row for the
+times, 8 per row per column kept, about 600 bytes per kept hour block (measured by
+tracemalloc: about 5 bytes a row at 140 rows an hour), and, for a column whose
+percentiles were asked for, at most 8 more per row in its sorted runs.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ PARSE_CHUNK = 64
 
 BLOCK_MS = 3_600_000
 """The span of a kept block: one epoch-aligned hour (see :meth:`MetricIndex.pieces`)."""
+_HOUR_S = BLOCK_MS // 1000
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 MetricKey = tuple[tuple[str, ...], ValueType]
 """A column's name: the ``json_path`` split into keys, and the value type."""
@@ -116,26 +121,35 @@ class MetricIndex:
     (and :meth:`pending` under the engine lock as well).
     """
 
-    __slots__ = ("_blocks", "_columns", "_ms", "_runs", "stale_from")
+    __slots__ = ("_base", "_blocks", "_columns", "_runs", "_seconds", "stale_from")
 
     def __init__(self) -> None:
         self._columns: dict[MetricKey, array[float]] = {}  # see refengine.fast.lru
-        # Every stored row's created_at_ms, in store order (as far as caught up).
-        self._ms: array[int] = array("q")
-        # Per column: hour start ms -> its block (a summary).
+        # Every stored row's created_at second (floor(created_at_ms / 1000): every
+        # bound a query searches for is a whole second), in store order as far as
+        # caught up, less _base: 4 bytes a row while the rows span less than 68
+        # years either side of the first one, else 8 (absolute, _base 0).
+        self._seconds: array[int] = array("i")
+        self._base = 0
+        # Per column: hour start (epoch seconds) -> its block (a summary).
         self._blocks: dict[MetricKey, dict[int, _Block]] = {}
-        # Per column: (first hour's start, last hour's end) ms -> its sorted run,
-        # least recently used first.
+        # Per column: (first hour's start, last hour's end) seconds -> its sorted
+        # run, least recently used first.
         self._runs: dict[MetricKey, _Runs] = {}
         # The earliest created_at_ms of a row inserted before the end since the
         # columns were last brought up to date (None: none).
         self.stale_from: int | None = None
 
-    @property
-    def ms(self) -> array[int]:
-        """Every stored row's ``created_at_ms`` in store order, once :meth:`catch_up`
-        ran: the index's own array, to read under its lock."""
-        return self._ms
+    def second_at(self, position: int) -> int:
+        """The created_at second (``floor(created_at_ms / 1000)``) of the stored row
+        at ``position``, once :meth:`catch_up` ran. ``O(1)``."""
+        return self._seconds[position] + self._base
+
+    def position_of(self, second: int, lo: int, hi: int) -> int:
+        """The first store position in ``[lo, hi)`` whose row's created_at second
+        is ``second`` or later (``hi`` if none), once :meth:`catch_up` ran.
+        ``O(log (hi - lo))``."""
+        return bisect_left(self._seconds, second - self._base, lo, hi)
 
     def invalidate_from(self, from_ms: int) -> None:
         """Note that the rows from ``from_ms`` on changed: a row was inserted before
@@ -166,8 +180,8 @@ class MetricIndex:
                 raise ValueError(f"a {reader.value_type} metric has no column")
             key = (reader.keys, reader.value_type)
             wanted.append(lru.use(self._columns, key, _new_column, MAX_METRIC_COLUMNS))
-        lo = min((len(column) for column in wanted), default=len(self._ms))
-        new_rows: list[FeedbackRow] = rows[min(lo, len(self._ms)) :]
+        lo = min((len(column) for column in wanted), default=len(self._seconds))
+        new_rows: list[FeedbackRow] = rows[min(lo, len(self._seconds)) :]
         return wanted, new_rows
 
     def catch_up(
@@ -187,7 +201,7 @@ class MetricIndex:
                 raise ValueError(f"a {reader.value_type} metric has no column")
             wanted.append((column, reader.column))
         lo = size - len(new_rows)
-        self._ms.extend(map(_created_at_ms, new_rows[len(self._ms) - lo :]))
+        self._extend_seconds(new_rows[len(self._seconds) - lo :])
         # In small chunks, so parsed payloads die before a young collection sees
         # them: kept longer, they are promoted and collected over and over (three
         # times slower at 4,096 rows a chunk than at 64).
@@ -199,13 +213,29 @@ class MetricIndex:
                 if len(column) < stop:
                     column.extend(read(payloads[len(column) - start :]))
 
+    def _extend_seconds(self, rows: Sequence[FeedbackRow]) -> None:
+        seconds = [ms // 1000 for ms in map(_created_at_ms, rows)]
+        if not seconds:
+            return
+        if not self._seconds:  # a fresh start: 4-byte entries about its first row
+            self._seconds, self._base = array("i"), seconds[0]
+        base = self._base
+        relative = [second - base for second in seconds]
+        if (
+            self._seconds.typecode == "i"
+            and not _INT32_MIN <= min(relative) <= max(relative) <= _INT32_MAX
+        ):
+            self._seconds = array("q", [second + base for second in self._seconds])
+            self._base, relative = 0, seconds
+        self._seconds.extend(relative)
+
     def _drop_stale(self, rows: SortedKeyList) -> None:
         if self.stale_from is None:
             return
         # The rows before the first one of that millisecond are where they were.
         cut = rows.bisect_key_left(self.stale_from)
         self.stale_from = None
-        del self._ms[cut:]
+        del self._seconds[cut:]
         for column in self._columns.values():
             del column[cut:]
         for blocks in self._blocks.values():
@@ -215,11 +245,12 @@ class MetricIndex:
             for hours in [h for h, run in runs.spans.items() if run.hi > cut]:
                 runs.drop(hours)
 
-    def span(self, after_ms: int, before_ms: int) -> tuple[int, int]:
-        """The store positions ``[lo, hi)`` of the rows with ``after_ms <=
-        created_at_ms < before_ms`` (the times being current). ``O(log n)``."""
-        lo = bisect_left(self._ms, after_ms)
-        return lo, max(lo, bisect_left(self._ms, before_ms, lo))
+    def span(self, after_s: int, before_s: int) -> tuple[int, int]:
+        """The store positions ``[lo, hi)`` of the rows created from second
+        ``after_s`` on and before second ``before_s`` (the times being current).
+        ``O(log n)``."""
+        lo = self.position_of(after_s, 0, len(self._seconds))
+        return lo, max(lo, self.position_of(before_s, lo, len(self._seconds)))
 
     def pieces(
         self,
@@ -228,12 +259,12 @@ class MetricIndex:
         lo: int,
         hi: int,
         *,
-        start_ms: int,
-        end_ms: int,
+        start_s: int,
+        end_s: int,
         ordered: bool,
     ) -> list[Piece]:
         """The pieces, in store order, of the values of rows ``[lo, hi)`` — the rows
-        with ``start_ms <= created_at_ms < end_ms`` — of ``column``, the reader's
+        created from second ``start_s`` on and before ``end_s`` — of ``column``, the reader's
         current column (pieces without values left out). The rows of the whole
         hours inside the range are either their kept hour blocks (summaries only),
         or, if ``ordered``, one kept sorted run of them all (:meth:`_run`); the rows
@@ -245,14 +276,13 @@ class MetricIndex:
         rows made anew, ``O(w log w)`` for a run of ``w`` values made anew.
         """
         key = (reader.keys, reader.value_type)
-        ms = self._ms
-        hours_from = -(-start_ms // BLOCK_MS) * BLOCK_MS  # the first hour starting inside
-        hours_to = end_ms // BLOCK_MS * BLOCK_MS  # the end of the last whole one
+        hours_from = -(-start_s // _HOUR_S) * _HOUR_S  # the first hour starting inside
+        hours_to = end_s // _HOUR_S * _HOUR_S  # the end of the last whole one
         if hours_to <= hours_from:
             first = last = hi
         else:  # a range starting or ending on the hour needs no search there
-            first = lo if hours_from == start_ms else bisect_left(ms, hours_from, lo, hi)
-            last = hi if hours_to == end_ms else bisect_left(ms, hours_to, first, hi)
+            first = lo if hours_from == start_s else self.position_of(hours_from, lo, hi)
+            last = hi if hours_to == end_s else self.position_of(hours_to, first, hi)
         out: list[Piece] = []
         if first > lo:
             out.append(piece(found(column[lo:first]), ordered))
@@ -268,12 +298,12 @@ class MetricIndex:
     def _hours(self, key: MetricKey, column: array[float], lo: int, hi: int) -> list[Piece]:
         """The kept hour blocks of the rows ``[lo, hi)`` (whole hours), made where
         missing or out of date."""
-        ms = self._ms
+        seconds, base = self._seconds, self._base
         blocks = self._blocks.setdefault(key, {})
         out: list[Piece] = []
         position = lo
         while position < hi:
-            hour = ms[position] // BLOCK_MS * BLOCK_MS
+            hour = (seconds[position] + base) // _HOUR_S * _HOUR_S
             kept = blocks.get(hour)
             # A kept block starting here is still the hour's rows unless rows were
             # appended into the hour since (a row inserted before, or a removal,
@@ -282,9 +312,9 @@ class MetricIndex:
                 kept is None
                 or kept.lo != position
                 or kept.hi > hi
-                or (kept.hi < hi and ms[kept.hi] < hour + BLOCK_MS)
+                or (kept.hi < hi and seconds[kept.hi] + base < hour + _HOUR_S)
             ):
-                end = bisect_left(ms, hour + BLOCK_MS, position, hi)
+                end = self.position_of(hour + _HOUR_S, position, hi)
                 values = found(column[position:end])
                 kept = _Block(position, end, Piece(summarize(values, exact=True), None))
                 blocks[hour] = kept
@@ -319,13 +349,14 @@ class MetricIndex:
         kept block agree with ``rows`` (the store) wherever they are current.
         ``O(n)`` per column. Does not bring the columns up to date (a check must not
         change what it checks)."""
-        covered = len(self._ms)
+        covered = len(self._seconds)
         if self.stale_from is not None:
             # After a removal a stale column may be longer than the store.
             covered = min(covered, rows.bisect_key_left(self.stale_from))
         elif covered > len(rows):
             raise AssertionError("the metric index's times are longer than the store")
-        if list(self._ms[:covered]) != [r.created_at_ms for r in rows.islice(0, covered)]:
+        seconds = [second + self._base for second in self._seconds[:covered]]
+        if seconds != [r.created_at_ms // 1000 for r in rows.islice(0, covered)]:
             raise AssertionError("the metric index's times differ from the store")
         for (keys, value_type), column in self._columns.items():
             covered = len(column)
@@ -342,13 +373,13 @@ class MetricIndex:
                 raise AssertionError(f"metric column {keys} differs from the store")
             for hour, block in self._blocks.get((keys, value_type), {}).items():
                 if block.hi <= covered:  # else to be dropped, or checked once current
-                    _check_block(hour, hour + BLOCK_MS, block, rows, current)
+                    _check_block(hour, hour + _HOUR_S, block, rows, current)
             runs = self._runs.get((keys, value_type), _Runs())
             if runs.values != sum(map(_run_size, runs.spans.values())):
                 raise AssertionError(f"the runs of metric column {keys} miscount their values")
-            for (from_ms, to_ms), run in runs.spans.items():
+            for (from_s, to_s), run in runs.spans.items():
                 if run.hi <= covered:
-                    _check_block(from_ms, to_ms, run, rows, current)
+                    _check_block(from_s, to_s, run, rows, current)
 
 
 def _run_size(run: _Block) -> int:
@@ -356,19 +387,19 @@ def _run_size(run: _Block) -> int:
 
 
 def _check_block(
-    from_ms: int, to_ms: int, block: _Block, rows: SortedKeyList, column: array[float]
+    from_s: int, to_s: int, block: _Block, rows: SortedKeyList, column: array[float]
 ) -> None:
-    times = [r.created_at_ms for r in rows.islice(block.lo, block.hi)]
-    if not times or times[0] < from_ms or times[-1] >= to_ms:
-        raise AssertionError(f"metric block {from_ms} holds rows of another hour")
+    times = [r.created_at_ms // 1000 for r in rows.islice(block.lo, block.hi)]
+    if not times or times[0] < from_s or times[-1] >= to_s:
+        raise AssertionError(f"metric block {from_s} holds rows of another hour")
     # Rows appended since may follow it in its hours (a query then makes it anew:
     # its end moved), but none precede it.
-    if block.lo and rows[block.lo - 1].created_at_ms >= from_ms:
-        raise AssertionError(f"metric block {from_ms} misses rows of its hours")
+    if block.lo and rows[block.lo - 1].created_at_ms // 1000 >= from_s:
+        raise AssertionError(f"metric block {from_s} misses rows of its hours")
     values = found(column[block.lo : block.hi])
     ordered = None if block.piece.ordered is None else array("d", sorted(values))
     if repr(Piece(summarize(values, exact=True), ordered)) != repr(block.piece):
-        raise AssertionError(f"metric block {from_ms} differs from its rows")
+        raise AssertionError(f"metric block {from_s} differs from its rows")
 
 
 __all__ = ["BLOCK_MS", "MAX_METRIC_COLUMNS", "MetricIndex", "MetricKey"]

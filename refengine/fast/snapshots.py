@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 from array import array
-from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from operator import attrgetter
@@ -242,22 +241,22 @@ def stats_snapshot(store: ProjectStore, p: StatsPlan) -> StatsSnapshot:
             columns, new_rows = metrics.pending(store.rows, readers)
             size = len(store.rows)
         metrics.catch_up(columns, readers, new_rows, size)
-        ms = metrics.ms
-        lo, hi = metrics.span(p.after_ms, p.before_ms)
+        after_s, before_s = p.after_ms // 1000, p.before_ms // 1000  # whole seconds
+        lo, hi = metrics.span(after_s, before_s)
         counts = [0] * len(starts)
         pieces: list[list[list[Piece]]] = [[[] for _ in starts] for _ in columns]
         first, g = starts.start, starts.step
         while lo < hi:
-            index = (ms[lo] // 1000 - first) // g
-            start_ms = max((first + index * g) * 1000, p.after_ms)
-            end_ms = min((first + (index + 1) * g) * 1000, p.before_ms)
-            end = bisect_left(ms, end_ms, lo, hi)
+            index = (metrics.second_at(lo) - first) // g
+            start_s = max(first + index * g, after_s)
+            end_s = min(first + (index + 1) * g, before_s)
+            end = metrics.position_of(end_s, lo, hi)
             counts[index] = end - lo
             for reader, column, ordered, per_bucket in zip(
                 readers, columns, sorts, pieces, strict=True
             ):
                 per_bucket[index] = metrics.pieces(
-                    reader, column, lo, end, start_ms=start_ms, end_ms=end_ms, ordered=ordered
+                    reader, column, lo, end, start_s=start_s, end_s=end_s, ordered=ordered
                 )
             lo = end
         return StatsSnapshot(counts, pieces)

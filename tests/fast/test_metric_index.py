@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -156,7 +157,8 @@ HOUR = 3_600_000
 
 
 def hour_pieces(store: ProjectStore, start: int, end: int, ordered: bool = True) -> list[Piece]:
-    """The pieces of output.score's values of the rows in ``[start, end)``."""
+    """The pieces of output.score's values of the rows in ``[start, end)`` (ms, whole
+    seconds)."""
     guarded = guarded_metric_index(store)
     index = guarded.index
     with guarded.lock:
@@ -164,14 +166,17 @@ def hour_pieces(store: ProjectStore, start: int, end: int, ordered: bool = True)
             columns, new_rows = index.pending(store.rows, [SCORE])
             size = len(store.rows)
         index.catch_up(columns, [SCORE], new_rows, size)
-        lo, hi = index.span(start, end)
-        return index.pieces(SCORE, columns[0], lo, hi, start_ms=start, end_ms=end, ordered=ordered)
+        start_s, end_s = start // 1000, end // 1000
+        lo, hi = index.span(start_s, end_s)
+        return index.pieces(
+            SCORE, columns[0], lo, hi, start_s=start_s, end_s=end_s, ordered=ordered
+        )
 
 
 def test_hour_blocks_and_runs_are_kept_until_a_row_lands_in_them() -> None:
     store = ProjectStore("e/p")
     scores = [0.9, 0.1, 0.5, 0.3, 0.7, 0.2]
-    store.update([row(h * HOUR + 10 * i, s) for h in range(3) for i, s in enumerate(scores)])
+    store.update([row(h * HOUR + 10_000 * i, s) for h in range(3) for i, s in enumerate(scores)])
 
     hours = hour_pieces(store, 0, 3 * HOUR, ordered=False)  # summaries of each hour
     assert [(p.summary.n, p.summary.low, p.ordered) for p in hours if p.summary] == [
@@ -185,7 +190,7 @@ def test_hour_blocks_and_runs_are_kept_until_a_row_lands_in_them() -> None:
     assert hour_pieces(store, 0, 3 * HOUR)[0] is run  # not made again
     store.check_invariants()
 
-    store.update([row(HOUR + 5, 0.0)])  # into hour 1: its block and the later ones go
+    store.update([row(HOUR + 5_000, 0.0)])  # into hour 1: its block and the later ones go
     moved = hour_pieces(store, 0, 3 * HOUR, ordered=False)
     assert moved[0] is hours[0]
     assert [p.summary.n for p in moved if p.summary] == [6, 7, 6]
@@ -196,12 +201,12 @@ def test_hour_blocks_and_runs_are_kept_until_a_row_lands_in_them() -> None:
 
     # ranges starting or ending inside hours: the rows outside whole hours are
     # pieces of their own, in store order
-    (inside,) = hour_pieces(store, HOUR + 20, 2 * HOUR + 30)
+    (inside,) = hour_pieces(store, HOUR + 20_000, 2 * HOUR + 30_000)
     assert list(inside.ordered or []) == [0.1, 0.2, 0.3, 0.5, 0.5, 0.7, 0.9]
-    before, middle = hour_pieces(store, HOUR + 20, 3 * HOUR, ordered=False)
+    before, middle = hour_pieces(store, HOUR + 20_000, 3 * HOUR, ordered=False)
     assert [p.summary.n for p in (before, middle) if p.summary] == [4, 6]
     assert middle is moved[2]
-    first, last = hour_pieces(store, 0, 2 * HOUR + 30, ordered=False)[-2:]
+    first, last = hour_pieces(store, 0, 2 * HOUR + 30_000, ordered=False)[-2:]
     assert (first, last.summary.n if last.summary else 0) == (moved[1], 3)
     assert hour_pieces(store, 3 * HOUR, 4 * HOUR) == []
     store.check_invariants()
@@ -225,9 +230,10 @@ def test_the_runs_kept_hold_at_most_one_value_per_row() -> None:
     runs = lambda: sorted(index._runs[(SCORE.keys, SCORE.value_type)].spans)  # noqa: E731
     hour_pieces(store, 0, 2 * HOUR)
     hour_pieces(store, 2 * HOUR, 4 * HOUR)
-    assert runs() == [(0, 2 * HOUR), (2 * HOUR, 4 * HOUR)]  # 12 values for 12 rows
+    hour = HOUR // 1000  # runs are named by their hours' seconds
+    assert runs() == [(0, 2 * hour), (2 * hour, 4 * hour)]  # 12 values for 12 rows
     hour_pieces(store, HOUR, 3 * HOUR)  # 6 more: the least recently used run goes
-    assert runs() == [(HOUR, 3 * HOUR), (2 * HOUR, 4 * HOUR)]
+    assert runs() == [(hour, 3 * hour), (2 * hour, 4 * hour)]
     store.check_invariants()
 
 
@@ -248,3 +254,31 @@ def test_percentiles_over_sorted_blocks_agree_with_the_reference() -> None:
     assert first == reference_stats(engine, req)
     engine.insert_rows([row(3 * HOUR + 3, 0.05)])
     assert engine.feedback_stats(req).model_dump() == reference_stats(engine, req)
+
+
+def test_times_far_apart_are_kept_in_eight_bytes_and_read_the_same() -> None:
+    # 4-byte seconds about the first row while they fit, 8-byte ones after
+    far = (2**31 + 5) * 1000  # more than 68 years after the first row
+    engine = Engine(clock=ManualClock("1970-01-02T00:00:00Z"))
+    engine.insert_rows([row(HOUR + 1000, 0.25), row(2 * HOUR, 0.5)])
+
+    def around(ms: int) -> dict[str, Any]:
+        start = datetime.fromtimestamp(ms // 1000 - 86_400, timezone.utc)
+        return {
+            "project_id": "e/p",
+            "start": start.isoformat(),
+            "end": (start + timedelta(days=2)).isoformat(),
+            "granularity": 3600,
+            "metrics": [{"json_path": "output.score", "aggregations": ["count", "sum", "max"]}],
+        }
+
+    agrees_with_the_reference(engine, around(HOUR))
+    index = guarded_metric_index(engine._projects["e/p"]).index
+    assert index._seconds.typecode == "i"
+    engine.insert_rows([row(far, 1.0), row(-far, -1.0)])
+    for ms in (-far, HOUR, far):
+        agrees_with_the_reference(engine, around(ms))
+    assert index._seconds.typecode == "q"
+    sums = [engine.feedback_stats(around(ms)).window_stats for ms in (-far, HOUR, far)]
+    assert [s["output_score"]["sum"] for s in sums if s] == [-1.0, 0.75, 1.0]
+    engine.check_invariants()
