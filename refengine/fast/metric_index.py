@@ -57,7 +57,7 @@ from sortedcontainers import SortedKeyList
 from ..paths import PathReader, ValueType, compile_path, found
 from ..rows import FeedbackRow
 from . import lru
-from .summaries import Piece, piece, summarize
+from .summaries import Piece, merge, piece, summarize
 
 MAX_METRIC_COLUMNS = 8
 """How many metric columns a project keeps between queries."""
@@ -337,7 +337,9 @@ class MetricIndex:
             if kept is not None:
                 runs.values -= _run_size(kept)
             values = found(column[lo:hi])
-            kept = _Block(lo, hi, Piece(summarize(values, exact=True), array("d", sorted(values))))
+            # its summary from the hours' (kept by plain queries, or kept now)
+            summary = merge(p.summary for p in self._hours(key, column, lo, hi))
+            kept = _Block(lo, hi, Piece(summary, array("d", sorted(values))))
             while runs.spans and runs.values + len(values) > len(column):
                 runs.drop(next(iter(runs.spans)))
             runs.values += len(values)
