@@ -159,11 +159,7 @@ class FastExecutor:
     def stats(self, plan: StatsPlan, store: ProjectStore) -> FeedbackStatsRes:
         if not plan.metrics:
             return fast_stats.fold(plan, fast_stats.StatsSnapshot([], []))
-        readers = fast_stats.column_readers(plan)
-        snapshot = snapshots.stats_snapshot(
-            store, plan.after_ms, plan.before_ms, readers, fast_stats.column_sorts(plan)
-        )
-        return fast_stats.fold(plan, snapshot)
+        return fast_stats.fold(plan, snapshots.stats_snapshot(store, plan))
 
     def query(self, plan: QueryPlan, store: ProjectStore) -> FeedbackQueryRes:
         # A query on one id or weave_ref can match only the rows under that key: the

@@ -327,6 +327,89 @@ def stats_requests(draw: st.DrawFn) -> dict[str, Any]:
     return req
 
 
+# --- stats values for the fast fold's summaries, runs and rank selection -------------
+
+DBL_MAX = 1.7976931348623157e308
+stats_floats = st.one_of(
+    st.sampled_from([0.0, -0.0, 1.0, 0.5, -2.0, 1e308, -1e308, DBL_MAX, -DBL_MAX]),
+    st.sampled_from([5e-324, -5e-324, 2.0**-1022, 2.0**970, 2.0**60, 3.0 * 2.0**60]),
+    finite_floats,
+    st.floats(-1, 1),
+)
+"""Finite floats, many of them at the edges: zeros of both signs, the ends of the
+range, subnormals, values whose sums overflow or round at the top of the range."""
+
+float_runs = st.lists(st.lists(stats_floats, max_size=8), min_size=1, max_size=5)
+"""Consecutive runs of values (some empty)."""
+run_sums = st.lists(st.booleans(), min_size=5, max_size=5)
+"""For each of up to five runs, whether its sum is scaled (true) or its values kept."""
+quantile_levels = st.lists(st.sampled_from([0.0, 0.05, 0.5, 0.9, 0.999, 1.0]), max_size=4)
+"""Percentile levels (``p / 100``), the ends included."""
+
+sorted_float_lists = st.lists(
+    st.lists(
+        st.one_of(st.sampled_from([0.0, -0.0, 1.0, 0.5, -2.0]), finite_floats), max_size=12
+    ).map(sorted),
+    min_size=1,
+    max_size=6,
+)
+"""Sorted lists (stable: equal zeros keep their drawn order) with many ties."""
+
+STATS_ROW_OFFSETS_MS = st.one_of(
+    st.integers(0, 5 * 3_600_000 - 1),
+    st.sampled_from([0, 1, 999, 1000, 1_799_999, 3_599_999, 3_600_000, 7_200_000, 10_799_000]),
+)
+stats_scores = st.one_of(stats_floats, st.sampled_from([None, "x", True]))
+
+
+@st.composite
+def stats_value_rows(draw: st.DrawFn, max_size: int = 60) -> list[FeedbackRow]:
+    """Stored rows of project ``e/p`` over five hours from the epoch, with many per
+    hour (ties in time too): ``output.score`` from :data:`stats_scores` (some
+    without a value), ``output.passed`` a boolean or none."""
+    items = draw(
+        st.lists(
+            st.tuples(STATS_ROW_OFFSETS_MS, stats_scores, st.sampled_from([True, False, None])),
+            max_size=max_size,
+        )
+    )
+    return [
+        scorer_row(ms, scorer=f"s{i}", payload={"output": {"score": score, "passed": passed}})
+        for i, (ms, score, passed) in enumerate(items)
+    ]
+
+
+@st.composite
+def stats_value_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """A stats request of project ``e/p`` over part of :func:`stats_value_rows`' five
+    hours: windows starting on or off the hour, buckets aligned with hours or not
+    (60 s, 90 s, 90 min), every aggregation of ``output.score`` with percentiles,
+    ``output.passed`` with or without; sometimes a ``feedback_type`` filter."""
+    start_s = draw(st.one_of(st.integers(-3600, 5 * 3600), st.sampled_from([0, 1800, 3600, 3601])))
+    length_s = draw(st.one_of(st.integers(0, 6 * 3600), st.sampled_from([3600, 5 * 3600])))
+    granularity = draw(st.sampled_from([None, 60, 90, 600, 3600, 5400, 7200, 10800, 86400]))
+    levels = draw(st.lists(st.sampled_from(STATS_PERCENTILES), max_size=4))
+    passed: dict[str, Any] = {"json_path": "output.passed", "value_type": "boolean"}
+    if draw(st.booleans()):
+        passed["percentiles"] = draw(st.lists(st.sampled_from([0.0, 50.0, 90.0]), max_size=2))
+    req: dict[str, Any] = {
+        "project_id": "e/p",
+        "start": datetime.fromtimestamp(start_s, timezone.utc).isoformat(),
+        "end": datetime.fromtimestamp(start_s + length_s, timezone.utc).isoformat(),
+        "timezone": draw(st.sampled_from(STATS_ZONES)),
+        "metrics": [
+            {"json_path": "output.score", "aggregations": NUMERIC_AGGS, "percentiles": levels},
+            passed,
+        ],
+    }
+    if granularity is not None:
+        req["granularity"] = granularity
+    feedback_type = draw(st.sampled_from([None, None, None, "wandb.runnable.s", "custom"]))
+    if feedback_type is not None:  # the rows' own type, or none of them
+        req["feedback_type"] = feedback_type
+    return req
+
+
 # --- aggregate requests -------------------------------------------------------------
 
 BASE_MS = int(BASE.timestamp() * 1000)

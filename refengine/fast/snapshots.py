@@ -24,12 +24,20 @@ from sortedcontainers import SortedKeyList
 
 from ..paths import PathReader
 from ..rows import FeedbackRow
+from ..semantics.stats import StatsPlan
 from ..store import ProjectStore
 from .aggregate import AggregateSnapshot, Span
 from .aggregate_index import AggregateIndex, TooWide
 from .key_index import KeyIndex
 from .metric_index import MetricIndex
-from .stats import StatsSnapshot
+from .stats import (
+    StatsSnapshot,
+    column_readers,
+    column_sorts,
+    filtered_snapshot,
+    has_row_filter,
+)
+from .summaries import Piece
 
 _created_at_ms = attrgetter("created_at_ms")
 
@@ -180,24 +188,16 @@ def aggregate_snapshot(
         return AggregateSnapshot(views, view.profiles, view.signatures)
 
 
-def stats_snapshot(
-    store: ProjectStore,
-    after_ms: int,
-    before_ms: int,
-    readers: Sequence[PathReader],
-    sorted_for: Sequence[bool] = (),
-) -> StatsSnapshot:
+def stats_columns(
+    store: ProjectStore, after_ms: int, before_ms: int, readers: Sequence[PathReader]
+) -> tuple[list[FeedbackRow], list[array[float]]]:
     """The rows with ``after_ms <= created_at_ms < before_ms`` and, for each reader (a
     numeric or boolean metric), the column of its values for those rows, one entry
-    per row, NaN for no value; for each reader whose ``sorted_for`` entry is true,
-    the window's whole hours with their values sorted
-    (:meth:`refengine.fast.metric_index.MetricIndex.sorted_blocks`). The lists and
-    arrays are the caller's to keep.
+    per row, NaN for no value. The lists and arrays are the caller's to keep.
 
     Runtime complexity: ``O(log n + k)`` for ``k`` window rows under the engine lock
     (with the copy of the rows the columns lack), plus parsing those rows outside it
-    (:mod:`refengine.fast.metric_index`), plus, with ``sorted_for``, ``O(k)`` and
-    the blocks' own cost (:meth:`~refengine.fast.metric_index.MetricIndex.sorted_blocks`).
+    (:mod:`refengine.fast.metric_index`).
     """
     guarded = guarded_metric_index(store)
     metrics = guarded.index
@@ -210,14 +210,58 @@ def stats_snapshot(
             hi = max(lo, rows.bisect_key_left(before_ms))
             window: list[FeedbackRow] = rows[lo:hi]
         metrics.catch_up(columns, readers, new_rows, size)
-        blocks: list[list[tuple[int, int, array[float]]]] = []
-        if any(sorted_for):
-            window_ms = list(map(_created_at_ms, window))
-            blocks = [
-                metrics.sorted_blocks(reader, column, lo, window_ms) if wanted else []
-                for reader, column, wanted in zip(readers, columns, sorted_for, strict=True)
-            ]
-        return StatsSnapshot(window, [column[lo:hi] for column in columns], blocks)
+        return window, [column[lo:hi] for column in columns]
+
+
+def stats_snapshot(store: ProjectStore, p: StatsPlan) -> StatsSnapshot:
+    """What the fast fold of ``p`` reads (:class:`refengine.fast.stats.StatsSnapshot`):
+    each bucket's row count and, per numeric or boolean metric, the bucket's pieces,
+    the caller's to keep.
+
+    Without a row filter the window's rows are not copied: buckets are found by
+    bisection in the metric index's times and read as what it keeps of their whole
+    hours and the rows around them
+    (:meth:`refengine.fast.metric_index.MetricIndex.pieces`). With one, the window's
+    rows and values are copied (:func:`stats_columns`) and filtered
+    (:func:`refengine.fast.stats.filtered_snapshot`).
+
+    Runtime complexity without a filter: ``O(log n)`` under the engine lock (with
+    the copy of the rows the columns lack), then parsing those rows, plus ``O(b +
+    c log n)`` for ``b`` buckets, ``c`` of them holding rows, and the pieces' own
+    cost per metric.
+    """
+    readers = column_readers(p)
+    if has_row_filter(p):
+        rows, columns = stats_columns(store, p.after_ms, p.before_ms, readers)
+        return filtered_snapshot(p, rows, columns)
+    sorts = column_sorts(p)
+    guarded = guarded_metric_index(store)
+    metrics = guarded.index
+    starts = p.starts
+    with guarded.lock:
+        with store.lock:
+            columns, new_rows = metrics.pending(store.rows, readers)
+            size = len(store.rows)
+        metrics.catch_up(columns, readers, new_rows, size)
+        after_s, before_s = p.after_ms // 1000, p.before_ms // 1000  # whole seconds
+        lo, hi = metrics.span(after_s, before_s)
+        counts = [0] * len(starts)
+        pieces: list[list[list[Piece]]] = [[[] for _ in starts] for _ in columns]
+        first, g = starts.start, starts.step
+        while lo < hi:
+            index = (metrics.second_at(lo) - first) // g
+            start_s = max(first + index * g, after_s)
+            end_s = min(first + (index + 1) * g, before_s)
+            end = metrics.position_of(end_s, lo, hi)
+            counts[index] = end - lo
+            for reader, column, ordered, per_bucket in zip(
+                readers, columns, sorts, pieces, strict=True
+            ):
+                per_bucket[index] = metrics.pieces(
+                    reader, column, lo, end, start_s=start_s, end_s=end_s, ordered=ordered
+                )
+            lo = end
+        return StatsSnapshot(counts, pieces)
 
 
 __all__ = [
@@ -229,5 +273,6 @@ __all__ = [
     "guarded_metric_index",
     "keep_current",
     "key_rows",
+    "stats_columns",
     "stats_snapshot",
 ]

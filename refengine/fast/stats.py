@@ -1,64 +1,65 @@
-"""The fast fold of ``POST /feedback/stats`` over a window and its metric columns.
+"""The fast fold of ``POST /feedback/stats``, from summaries of runs of values.
 
 The rules are :mod:`refengine.semantics.stats`'s; this module answers the same
-:class:`StatsPlan` from a :class:`StatsSnapshot` — the window's rows and, per
-numeric or boolean metric, the slice of the project's column of its values
-(:mod:`refengine.fast.metric_index`: each stored payload is parsed once per metric,
-not once per query) — and must agree with the reference fold.
+:class:`StatsPlan` from a :class:`StatsSnapshot` and must agree with the reference
+fold. A snapshot holds each bucket's row count and, per numeric or boolean metric,
+the bucket's values as **pieces** (:class:`~refengine.fast.summaries.Piece`):
+consecutive runs of rows in store order, each with its summary
+(:class:`~refengine.fast.summaries.Summary`: count, ``1.0``/``0.0`` counts,
+extremes, exact sum) and, for a metric with percentiles, its values sorted.
+Without a row filter the pieces are what the metric index keeps — the bucket's
+whole hours as hour blocks, or as one sorted run for a metric with percentiles —
+and the few rows around them
+(:meth:`refengine.fast.metric_index.MetricIndex.pieces`); with one, each bucket is
+one piece of the filtered rows (:func:`filtered_snapshot`).
 
-How: the rows are filtered, then cut into buckets by bisection on
-``created_at_ms`` — no per-row division. Each bucket's values are one slice of each
-column, its no-value entries dropped by ``filterfalse`` (not even looked for in a
-window whose column has none: one ``sum`` tells); the window statistics are
-folded from the buckets' values (the window's min and max from the buckets' own).
-The empty values and the number types come from the reference's table
-(:data:`refengine.semantics.stats.AGGREGATIONS`); sums go through the same exact
-arithmetic (:mod:`refengine.semantics.exact`). Sorting happens only when
-percentiles were asked for: each bucket's values are the sorted whole-hour blocks
-the metric index keeps (:meth:`refengine.fast.metric_index.MetricIndex.sorted_blocks`)
-merged with the few rows between them, sorted (:func:`_sorted_values`); the
-window's percentiles come from the buckets' sorted lists (see
-:func:`_window_percentiles`).
+How: a bucket's aggregations come from the merge of its pieces' summaries
+(:func:`refengine.fast.summaries.merge`), the window's from the merge of the
+buckets' — no value is read twice, sums stay exact integers until the one
+rounding. A bucket's percentiles are read off its one sorted piece, or selected
+from its few; the window's are selected from every bucket's pieces without
+merging them (:class:`RankSelector`), or sorted where that is cheaper
+(:func:`percentiles`). The empty values and number types come from the
+reference's table (:data:`refengine.semantics.stats.AGGREGATIONS`).
 
-Runtime complexity, for ``k`` window rows in ``b`` buckets and ``m`` metrics:
-``O(k m + b log k)`` for the fold (``O(log n + k m)`` more for the snapshot), plus
-``O(k log k)`` with percentiles (``O(k log p)`` once the blocks are kept, for
-``p`` pieces per bucket).
+Runtime complexity, for ``b`` buckets and ``s`` pieces per metric in the window:
+``O(b + s)`` per metric for the aggregations, plus per percentile level of a bucket
+or of the window over ``q`` pieces ``O(1)`` for one piece, else
+``O(q · (h + 1) · log v + g log g)`` (:class:`RankSelector`) or the sort's
+``O(v log q)`` for ``v`` values, where that is cheaper. The snapshot's own cost is
+in :func:`refengine.fast.snapshots.stats_snapshot`.
 """
 
 from __future__ import annotations
 
+import struct
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from functools import lru_cache
 from itertools import chain, compress
-from math import isnan
-from operator import and_, attrgetter, itemgetter
+from operator import and_, attrgetter
 from typing import Any, NamedTuple
 
 from ..models import FeedbackStatsRes
 from ..paths import found
 from ..rows import FeedbackRow
-from ..semantics.exact import exact_sum, interpolate, interpolate_ranks, mean
+from ..semantics.exact import interpolate_ranks, mean
 from ..semantics.stats import AGGREGATIONS, MetricPlan, StatsPlan, no_metrics_response, response
 from ..semantics.stats_time import render_timestamp
+from .summaries import Piece, Summary, exact_total, merge, piece
 
 _created_at_ms = attrgetter("created_at_ms")
-_first = itemgetter(0)
 
 
 class StatsSnapshot(NamedTuple):
-    """The window's rows in store order and, per numeric or boolean metric of the
-    plan (in plan order), one value per row, NaN for no value; and per such metric
-    (or none at all), the window's whole hours as ``(first row, end row, values
-    sorted)``, in time order — given for the metrics with percentiles, ``[]`` for
-    the others."""
+    """What the fold reads of a window: the rows of each bucket (in plan order;
+    ``[]`` for none at all) and, per numeric or boolean metric of the plan (in plan
+    order), per bucket, its pieces in store order (only pieces with values)."""
 
-    rows: list[FeedbackRow]
-    columns: list[array[float]]
-    blocks: Sequence[list[tuple[int, int, array[float]]]] = ()
+    counts: list[int]
+    pieces: list[list[list[Piece]]]
 
 
 def column_readers(p: StatsPlan) -> list[Any]:
@@ -67,9 +68,15 @@ def column_readers(p: StatsPlan) -> list[Any]:
 
 
 def column_sorts(p: StatsPlan) -> list[bool]:
-    """For each of :func:`column_readers`, whether the fold sorts its values (the
-    metric asks for percentiles): the snapshot then brings sorted hour blocks."""
+    """For each of :func:`column_readers`, whether the fold needs its values sorted
+    (the metric asks for percentiles)."""
     return [bool(m.percentiles) for m in p.metrics if m.reader.column is not None]
+
+
+def has_row_filter(p: StatsPlan) -> bool:
+    """Whether ``p`` keeps only some of the window's rows (``feedback_type``,
+    ``trigger_ref``): its snapshot is then made from the rows themselves."""
+    return p.feedback_type is not None or p.trigger_ref is not None
 
 
 def fold(p: StatsPlan, snapshot: StatsSnapshot) -> FeedbackStatsRes:
@@ -77,99 +84,298 @@ def fold(p: StatsPlan, snapshot: StatsSnapshot) -> FeedbackStatsRes:
     :func:`refengine.semantics.stats.fold` over the window's rows."""
     if not p.metrics or p.zone is None:
         return no_metrics_response(p)
-    plans = list(p.metrics)
-    starts = p.starts
-    rows, columns = _filtered(p, snapshot.rows, snapshot.columns)
-    # Filtered rows are a copy: the blocks' row positions no longer hold.
-    blocks = snapshot.blocks if rows is snapshot.rows and snapshot.blocks else None
-    counts, values = _fold(rows, columns, starts, plans, blocks)
-
-    # per metric, the min and max of each non-empty bucket (the window's come from them)
-    extremes: list[tuple[list[float], list[float]]] = [([], []) for _ in plans]
+    n_buckets = len(p.starts)
+    counts = snapshot.counts or [0] * n_buckets
+    columns = iter(snapshot.pieces)
+    # per metric: per bucket, its pieces (None: a categorical metric)
+    per_metric: list[list[list[Piece]] | None] = [
+        None if m.reader.column is None else next(columns, None) or [[] for _ in p.starts]
+        for m in p.metrics
+    ]
+    summaries: list[list[Summary | None]] = [[] for _ in p.metrics]
     buckets: list[dict[str, Any]] = []
-    for i, bucket_start in enumerate(starts):
+    for i, bucket_start in enumerate(p.starts):
         bucket: dict[str, Any] = {"timestamp": render_timestamp(bucket_start, p.zone)}
         n_rows = counts[i]
-        for plan, per_bucket, seen in zip(plans, values, extremes, strict=True):
-            in_bucket = per_bucket[i] if per_bucket is not None else None
-            _bucket_aggregates(bucket, plan, in_bucket, n_rows, seen)
+        for plan, per_bucket, seen in zip(p.metrics, per_metric, summaries, strict=True):
+            if per_bucket is None:
+                for agg in plan.aggregations:  # only 'count' passes the checks
+                    bucket[bucket_key(agg, plan.slug)] = n_rows
+                continue
+            pieces = per_bucket[i]
+            summary = merge([s.summary for s in pieces])
+            seen.append(summary)
+            _bucket_aggregates(bucket, plan, summary, pieces)
         bucket["count"] = n_rows
         buckets.append(bucket)
-
+    n_window = sum(counts)
     window_stats = {
-        plan.slug: _window_aggregates(plan, per_bucket, len(rows), seen)
-        for plan, per_bucket, seen in zip(plans, values, extremes, strict=True)
+        plan.slug: _window_aggregates(plan, per_bucket, seen, n_window)
+        for plan, per_bucket, seen in zip(p.metrics, per_metric, summaries, strict=True)
     }
     return response(p, buckets, window_stats)
 
 
-SELECTION_FACTOR = 667
-"""Window percentiles are selected, not sorted, when ``m² · levels · 667 <= n`` for
-``n`` values in ``m`` buckets' sorted lists and ``levels`` percentiles asked (see
-:func:`_window_percentiles`)."""
+@lru_cache(maxsize=4096)
+def bucket_key(name: str, slug: str) -> str:
+    """``{name}_{slug}``, one string object per key however many buckets hold it:
+    with up to a million values in an answer and slugs of up to 256 characters, a
+    fresh string per bucket would be most of the answer's memory."""
+    return f"{name}_{slug}"
 
 
-def _window_percentiles(
-    lists: list[list[float]], n: int, levels: list[float]
-) -> list[float | None]:
-    """Percentiles over every value of the sorted ``lists`` (n values in all).
+def _bucket_aggregates(
+    out: dict[str, Any], plan: MetricPlan, s: Summary | None, pieces: list[Piece]
+) -> None:
+    slug = plan.slug
+    n = s.n if s is not None else 0
+    sums: tuple[float, Fraction | None] | None = None
+    for agg in plan.aggregations:
+        key = bucket_key(agg, slug)
+        if agg == "count":
+            out[key] = n
+        elif agg == "count_true":
+            out[key] = s.ones if s is not None else 0
+        elif agg == "count_false":
+            out[key] = s.zeros if s is not None else 0
+        elif s is None:
+            out[key] = AGGREGATIONS[agg].empty_bucket
+        elif agg in ("sum", "avg"):
+            if sums is None:
+                sums = exact_total(s)
+            out[key] = sums[0] if agg == "sum" else mean(*sums, n)
+        elif agg == "min":
+            out[key] = s.low
+        else:  # max
+            out[key] = s.high
+    if plan.percentiles:
+        levels = [level for _, level in plan.percentiles]
+        values = percentiles(_ordered(pieces), n, levels)
+        for (name, _), value in zip(plan.percentiles, values, strict=True):
+            out[bucket_key(name, slug)] = value
 
-    One list is used as it is. Several are either merged by Timsort, which finds each
-    list as a sorted run (``O(n log m)`` for ``m`` lists), or, when the lists are few
-    for their size, the two ranks around each level are selected without a merge
-    (:func:`select_rank`, ``O(m² log² n)`` per rank). The choice is measured, not
-    derived: with 3 levels over uniformly spread values, selection took 0.67 of the
-    sort's time at n = 10,000 and m = 2 (2.2× the sort's at m = 5), 0.56 at
-    n = 100,000 and m = 20 (2.8× at m = 30), 0.75 at n = 300,000 and m = 30 (2.4× at
-    m = 50) and 0.86 at n = 1,000,000 and m = 50 (1.4× at m = 80; 15× at m = 168, an
-    hourly week). Selection is used only where ``m² · levels · SELECTION_FACTOR <=
-    n`` — m ≤ 2, 7, 12 and 22 for those sizes at 3 levels — inside the measured wins.
+
+def _window_aggregates(
+    plan: MetricPlan,
+    per_bucket: list[list[Piece]] | None,
+    summaries: list[Summary | None],
+    n_rows: int,
+) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    if per_bucket is None:  # categorical: every row has a value
+        for agg in plan.aggregations:
+            out[agg] = float(n_rows) if n_rows else None
+        return out
+    s = merge(summaries)
+    n = s.n if s is not None else 0
+    sums: tuple[float, Fraction | None] | None = None
+    for agg in plan.aggregations:
+        if agg == "count_true":
+            out[agg] = float(s.ones) if s is not None else 0.0
+        elif agg == "count_false":
+            out[agg] = float(s.zeros) if s is not None else 0.0
+        elif s is None:
+            out[agg] = AGGREGATIONS[agg].empty_window
+        elif agg == "count":
+            out[agg] = float(n)
+        elif agg in ("sum", "avg"):
+            if sums is None:
+                sums = exact_total(s)
+            out[agg] = sums[0] if agg == "sum" else mean(*sums, n)
+        elif agg == "min":
+            out[agg] = s.low
+        else:  # max
+            out[agg] = s.high
+    if plan.percentiles:
+        levels = [level for _, level in plan.percentiles]
+        lists = _ordered(chain.from_iterable(per_bucket))
+        for (name, _), value in zip(plan.percentiles, percentiles(lists, n, levels), strict=True):
+            out[name] = value
+    return out
+
+
+def _ordered(pieces: Any) -> list[Sequence[float]]:
+    lists: list[Sequence[float]] = []
+    for run in pieces:
+        if run.ordered is None:
+            raise ValueError("a piece of a metric with percentiles is not sorted")
+        lists.append(run.ordered)
+    return lists
+
+
+# --- percentiles ---------------------------------------------------------------------
+
+GATHER_PER_PIECE = 16
+"""A rank's selection narrows its candidates down to this many per piece (or
+:data:`GATHER_MIN`), then sorts them."""
+GATHER_MIN = 128
+"""The fewest candidates a selection stops narrowing at."""
+SORT_RATIO = 4
+"""Percentiles sort the pieces' values instead of selecting ranks when the values
+number at most this many times a selection's candidates
+(``levels · SORT_RATIO · max(GATHER_MIN, GATHER_PER_PIECE · q)`` for ``q``
+pieces)."""
+
+
+def percentiles(lists: list[Sequence[float]], n: int, levels: list[float]) -> list[float | None]:
+    """Stats / Percentiles at each of ``levels`` over the stable sorted union of the
+    sorted ``lists`` (``n`` values in all, lists in store order): ``None`` for each
+    without values.
+
+    One list is read as it is. Few values for their lists are merged by one sort,
+    which finds each list as a sorted run (``O(n log q)`` for ``q`` lists); else the
+    ranks are selected without a merge (:class:`RankSelector`).
     """
     if n == 0:
         return [None for _ in levels]
+    lists = [values for values in lists if len(values)]
+    value_at: Callable[[int], float]
     if len(lists) == 1:
-        ordered = lists[0]
-    elif len(lists) ** 2 * len(levels) * SELECTION_FACTOR <= n:
-        selected: list[float | None] = [*selected_percentiles(lists, n, levels)]
-        return selected
+        value_at = lists[0].__getitem__
+    elif n <= len(levels) * SORT_RATIO * max(GATHER_MIN, GATHER_PER_PIECE * len(lists)):
+        value_at = sorted(chain.from_iterable(lists)).__getitem__
     else:
-        ordered = sorted(chain.from_iterable(lists))
-    return [interpolate(ordered, level) for level in levels]
-
-
-def selected_percentiles(lists: list[list[float]], n: int, levels: list[float]) -> list[float]:
-    """:func:`refengine.semantics.exact.interpolate` at each level over the sorted
-    union of the sorted ``lists`` (``n > 0`` values in all), by selecting ranks."""
-    ranks: dict[int, float] = {}
-
-    def value_at(rank: int) -> float:
-        if rank not in ranks:
-            ranks[rank] = select_rank(lists, rank)
-        return ranks[rank]
-
+        value_at = RankSelector(lists, n)
     return [interpolate_ranks(value_at, n, level) for level in levels]
 
 
-def select_rank(lists: list[list[float]], rank: int) -> float:
-    """The value at 0-based ``rank`` in the sorted union of the sorted ``lists``.
+_DOUBLE = struct.Struct("<d")
+_SIGNED = struct.Struct("<q")
+_UNSIGNED = struct.Struct("<Q")
+_SIGN = 1 << 63
 
-    No merge: for each list in turn, binary-search it for an element x with
-    #(values < x) <= rank < #(values <= x), counting by bisection in every list.
-    The wanted value is in some list, and that list's search finds it. Runtime
-    complexity: ``O(m² log² n)`` for ``m`` lists of ``n`` values in all.
+
+def ordered_key(x: float) -> int:
+    """An integer for each float, in the floats' order, ``-0.0`` just before
+    ``0.0``; consecutive floats have consecutive keys.
+
+    >>> [ordered_key(x) for x in (-5e-324, -0.0, 0.0, 5e-324)]
+    [-2, -1, 0, 1]
     """
-    for candidates in lists:
-        lo, hi = 0, len(candidates) - 1
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            x = candidates[mid]
-            if sum([bisect_left(values, x) for values in lists]) > rank:
-                hi = mid - 1
-            elif sum([bisect_right(values, x) for values in lists]) <= rank:
-                lo = mid + 1
+    bits: int = _SIGNED.unpack(_DOUBLE.pack(x))[0]
+    return bits if bits >= 0 else -(bits & (_SIGN - 1)) - 1
+
+
+def from_ordered_key(key: int) -> float:
+    """The float of an :func:`ordered_key`.
+
+    >>> [from_ordered_key(k) for k in (-2, -1, 0, 1)]
+    [-5e-324, -0.0, 0.0, 5e-324]
+    """
+    bits = key if key >= 0 else (-key - 1) | _SIGN
+    value: float = _DOUBLE.unpack(_UNSIGNED.pack(bits))[0]
+    return value
+
+
+class RankSelector:
+    """``selector(rank)``: the value at 0-based ``rank`` of the stable sorted union
+    of sorted ``lists`` (non-empty, in store order: among equal values, the list
+    earlier in the sequence first), without merging them.
+
+    A rank's candidates start between the smallest and largest of the lists'
+    elements at the rank's proportional position (``rank · len / n`` in each list:
+    at most ``rank`` values lie below the smallest, more than ``rank`` up to the
+    largest), counted by bisection in each list; while more than
+    :data:`GATHER_PER_PIECE` per list remain, the range is halved in the order of
+    the floats' bit patterns (:func:`ordered_key`, at most 64 halvings); the
+    candidates left are sorted — slices in list order, so equal values keep store
+    order — and read at the rank. A range of one value is that value; a zero's sign
+    is then found by counting the lists' zeros in order. Ranks already among a
+    sorted candidate range are read from it.
+
+    Runtime complexity: ``O(q · (h + 1) · log v + g log g)`` per rank for ``q``
+    lists of at most ``v`` values, ``h <= 64`` halvings and ``g`` candidates sorted.
+    """
+
+    __slots__ = ("_gathered", "_limit", "_lists", "_n")
+
+    def __init__(self, lists: list[Sequence[float]], n: int) -> None:
+        self._lists = lists
+        self._n = n
+        self._limit = max(GATHER_MIN, GATHER_PER_PIECE * len(lists))
+        self._gathered: list[tuple[int, list[float]]] = []
+
+    def __call__(self, rank: int) -> float:
+        for below, values in self._gathered:
+            if below <= rank < below + len(values):
+                return values[rank - below]
+        lists, n = self._lists, self._n
+        probes = [values[rank * len(values) // n] for values in lists]
+        low, high = min(probes), max(probes)
+        if low == high:
+            return self._equal(low, rank)
+        starts = [bisect_left(values, low) for values in lists]
+        ends = [bisect_right(values, high) for values in lists]
+        below = sum(starts)
+        size = sum(ends) - below
+        low_key, high_key = ordered_key(low), ordered_key(high)
+        while size > self._limit:
+            if low == high:
+                return self._equal(low, rank)
+            middle = (low_key + high_key + 1) // 2
+            pivot = from_ordered_key(middle)
+            cuts = [
+                bisect_left(values, pivot, lo, hi)
+                for values, lo, hi in zip(lists, starts, ends, strict=True)
+            ]
+            under = sum(cuts) - below  # candidates below the pivot
+            if below + under > rank:
+                ends, size = cuts, under
+                high_key = middle - 1
+                high = from_ordered_key(high_key)
             else:
-                return x
-    raise IndexError(f"rank {rank} is out of range")
+                starts, below, size = cuts, below + under, size - under
+                low_key, low = middle, pivot
+        gathered = sorted(
+            chain.from_iterable(
+                values[lo:hi] for values, lo, hi in zip(lists, starts, ends, strict=True)
+            )
+        )
+        self._gathered.append((below, gathered))
+        return gathered[rank - below]
+
+    def _equal(self, value: float, rank: int) -> float:
+        """The value at ``rank``, known to equal ``value``: a zero may be ``-0.0``
+        or ``0.0``, told apart by the zeros' store order."""
+        if value != 0:
+            return value
+        j = rank - sum(bisect_left(values, 0.0) for values in self._lists)
+        for values in self._lists:
+            first = bisect_left(values, 0.0)
+            zeros = bisect_right(values, 0.0, first) - first
+            if j < zeros:
+                return values[first + j]
+            j -= zeros
+        raise IndexError(f"rank {rank} is out of range")
+
+
+# --- snapshots of filtered rows ------------------------------------------------------------
+
+
+def filtered_snapshot(
+    p: StatsPlan, rows: list[FeedbackRow], columns: list[array[float]]
+) -> StatsSnapshot:
+    """The snapshot of ``p`` from the window's rows (store order) and, per metric of
+    :func:`column_readers`, their values (NaN: no value): the rows ``p``'s filters
+    keep, each bucket one piece. Runtime complexity: ``O(k + b log k)`` for ``k``
+    window rows in ``b`` buckets, plus ``O(k log k)`` sorting for percentiles."""
+    rows, columns = _filtered(p, rows, columns)
+    sorts = column_sorts(p)
+    starts = p.starts
+    counts = [0] * len(starts)
+    pieces: list[list[list[Piece]]] = [[[] for _ in starts] for _ in columns]
+    first, g = starts.start, starts.step
+    lo, n = 0, len(rows)
+    while lo < n:
+        index = (rows[lo].created_at_ms // 1000 - first) // g
+        hi = bisect_left(rows, (first + (index + 1) * g) * 1000, lo, n, key=_created_at_ms)
+        counts[index] = hi - lo
+        for column, ordered, per_bucket in zip(columns, sorts, pieces, strict=True):
+            values = found(column[lo:hi])
+            if values:
+                per_bucket[index] = [piece(values, ordered)]
+        lo = hi
+    return StatsSnapshot(counts, pieces)
 
 
 def _filtered(
@@ -192,184 +398,18 @@ def _filtered(
     return list(compress(rows, keep)), [array("d", compress(c, keep)) for c in columns]
 
 
-def _fold(
-    rows: list[FeedbackRow],
-    columns: list[array[float]],
-    starts: range,
-    plans: list[MetricPlan],
-    blocks: Sequence[list[tuple[int, int, array[float]]]] | None = None,
-) -> tuple[list[int], list[list[list[float] | None] | None]]:
-    """Rows per bucket, and per metric the values found in each bucket.
-
-    ``columns`` hold the values of the numeric and boolean metrics, in plan order,
-    one entry per row. Categorical metrics keep no values (every row has one: the
-    count is the rows). Rows are in ``created_at`` order, so each bucket is one
-    slice, found by bisection. A metric with percentiles keeps its bucket values
-    sorted: from ``blocks`` (per column, sorted whole hours of these rows) where
-    they cover the bucket, by :func:`_sorted_values`.
-    """
-    n_buckets = len(starts)
-    counts = [0] * n_buckets
-    values: list[list[list[float] | None] | None] = [
-        None if plan.reader.column is None else [None] * n_buckets for plan in plans
-    ]
-    readers = [
-        (per_bucket, bool(plan.percentiles))
-        for plan, per_bucket in zip(plans, values, strict=True)
-        if per_bucket is not None
-    ]
-    hours = list(blocks) if blocks is not None else [[] for _ in readers]
-    # A column with no NaN (no row without a value, the usual case) needs no
-    # filter: its slices are taken as they are. A sum is NaN if any term is, and
-    # only then: stored values are finite, and an overflowed sum stays infinite.
-    takers = [_values_of if isnan(sum(column)) else _as_list for column in columns]
-    first, g = starts.start, starts.step
-    lo, n = 0, len(rows)
-    while lo < n:
-        index = (rows[lo].created_at_ms // 1000 - first) // g
-        hi = bisect_left(rows, (first + (index + 1) * g) * 1000, lo, n, key=_created_at_ms)
-        counts[index] = hi - lo
-        for (per_bucket, keep_sorted), column, sorted_hours, take in zip(
-            readers, columns, hours, takers, strict=True
-        ):
-            if keep_sorted:
-                per_bucket[index] = _sorted_values(column, lo, hi, sorted_hours, take)
-            else:
-                per_bucket[index] = take(column[lo:hi])
-        lo = hi
-    return counts, values
-
-
-@lru_cache(maxsize=4096)
-def bucket_key(name: str, slug: str) -> str:
-    """``{name}_{slug}``, one string object per key however many buckets hold it:
-    with up to a million values in an answer and slugs of up to 256 characters, a
-    fresh string per bucket would be most of the answer's memory."""
-    return f"{name}_{slug}"
-
-
-def _values_of(values: array[float]) -> list[float]:
-    """The values found (every entry but the NaN ones), as a list."""
-    return found(values)
-
-
-def _as_list(values: array[float]) -> list[float]:
-    """Every entry, as a list: for a column known to hold no NaN."""
-    return values.tolist()
-
-
-def _sorted_values(
-    column: array[float],
-    lo: int,
-    hi: int,
-    hours: list[tuple[int, int, array[float]]],
-    take: Callable[[array[float]], list[float]] = _values_of,
-) -> list[float]:
-    """The values found in rows ``[lo, hi)`` of ``column`` (by ``take``), sorted:
-    the sorted hour blocks inside the span as they are, the rows between them
-    sorted here, and the pieces merged by one ``sort``, which finds each piece as a
-    sorted run (``O(v log p)`` for ``v`` values in ``p`` pieces, against
-    ``O(v log v)``)."""
-    at = bisect_left(hours, lo, key=_first)
-    pieces: list[Iterable[float]] = []
-    position = lo
-    while at < len(hours) and hours[at][1] <= hi:
-        first, end, values = hours[at]
-        if first > position:
-            pieces.append(sorted(take(column[position:first])))
-        pieces.append(values)
-        position = end
-        at += 1
-    if position == lo:  # no whole hour inside: the one sort
-        in_bucket = take(column[lo:hi])
-        in_bucket.sort()
-        return in_bucket
-    if position < hi:
-        pieces.append(sorted(take(column[position:hi])))
-    merged = list(chain.from_iterable(pieces))
-    if len(pieces) > 1:
-        merged.sort()
-    return merged
-
-
-def _bucket_aggregates(
-    out: dict[str, Any],
-    plan: MetricPlan,
-    found: list[float] | None,
-    n_rows: int,
-    seen: tuple[list[float], list[float]],
-) -> None:
-    slug = plan.slug
-    if plan.spec.value_type == "categorical":
-        for agg in plan.aggregations:  # only 'count' passes the checks
-            out[bucket_key(agg, slug)] = n_rows
-        return
-    vals = found or []
-    n = len(vals)
-    total: float | None = None
-    exact: Fraction | None = None
-    for agg in plan.aggregations:
-        key = bucket_key(agg, slug)
-        if agg == "count":
-            out[key] = n
-        elif agg == "count_true":
-            out[key] = vals.count(1.0)
-        elif agg == "count_false":
-            out[key] = vals.count(0.0)
-        elif n == 0:
-            out[key] = AGGREGATIONS[agg].empty_bucket
-        elif agg in ("sum", "avg"):
-            if total is None:
-                total, exact = exact_sum([vals])
-            out[key] = total if agg == "sum" else mean(total, exact, n)
-        elif agg == "min":
-            out[key] = low = vals[0] if plan.percentiles else min(vals)
-            seen[0].append(low)
-        else:  # max
-            out[key] = high = vals[-1] if plan.percentiles else max(vals)
-            seen[1].append(high)
-    for name, level in plan.percentiles:
-        out[bucket_key(name, slug)] = interpolate(vals, level) if n else None
-
-
-def _window_aggregates(
-    plan: MetricPlan,
-    per_bucket: list[list[float] | None] | None,
-    n_rows: int,
-    seen: tuple[list[float], list[float]],
-) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    if per_bucket is None:  # categorical: every row has a value
-        for agg in plan.aggregations:
-            out[agg] = float(n_rows) if n_rows else None
-        return out
-    lists = [vals for vals in per_bucket if vals]
-    n = sum(map(len, lists))
-    total: float | None = None
-    exact: Fraction | None = None
-    for agg in plan.aggregations:
-        if agg == "count_true":
-            out[agg] = float(sum(vals.count(1.0) for vals in lists))
-        elif agg == "count_false":
-            out[agg] = float(sum(vals.count(0.0) for vals in lists))
-        elif n == 0:
-            out[agg] = AGGREGATIONS[agg].empty_window
-        elif agg == "count":
-            out[agg] = float(n)
-        elif agg in ("sum", "avg"):
-            if total is None:
-                total, exact = exact_sum(lists)
-            out[agg] = total if agg == "sum" else mean(total, exact, n)
-        elif agg == "min":  # every non-empty bucket recorded its min
-            out[agg] = min(seen[0])
-        else:  # max
-            out[agg] = max(seen[1])
-    levels = [level for _, level in plan.percentiles]
-    for (name, _), value in zip(
-        plan.percentiles, _window_percentiles(lists, n, levels), strict=True
-    ):
-        out[name] = value
-    return out
-
-
-__all__ = ["StatsSnapshot", "column_readers", "fold"]
+__all__ = [
+    "GATHER_MIN",
+    "GATHER_PER_PIECE",
+    "SORT_RATIO",
+    "RankSelector",
+    "StatsSnapshot",
+    "column_readers",
+    "column_sorts",
+    "filtered_snapshot",
+    "fold",
+    "from_ordered_key",
+    "has_row_filter",
+    "ordered_key",
+    "percentiles",
+]

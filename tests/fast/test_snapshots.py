@@ -14,7 +14,7 @@ from refengine.fast.snapshots import (
     aggregate_view,
     guarded_aggregate_index,
     guarded_metric_index,
-    stats_snapshot,
+    stats_columns,
 )
 from refengine.paths import compile_path
 from refengine.rows import make_row
@@ -70,7 +70,7 @@ def test_removal_keeps_the_indexes_right() -> None:
     reader = compile_path("v", "numeric")
 
     def indexed() -> tuple[list[float], int]:
-        (column,) = stats_snapshot(store, 0, 100, [reader]).columns
+        (column,) = stats_columns(store, 0, 100, [reader])[1]
         views = aggregate_snapshot(store, (), 0, 100).views
         return list(column), sum(span.hi - span.lo for _, span in views)
 

@@ -4,6 +4,7 @@ filter runs. Every case agrees with the reference fold."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -48,3 +49,23 @@ def test_stats_agree_with_the_reference_with_and_without_missing_values(
         ]
     )
     assert engine.feedback_stats(REQ).model_dump() == reference_stats(engine, REQ)
+
+
+@pytest.mark.parametrize("percentiles", [[], [50]])
+def test_of_equal_zeros_min_and_max_keep_the_first_with_or_without_percentiles(
+    percentiles: list[float],
+) -> None:
+    # min() and max() keep the first of equal values; a sorted list's last element
+    # is the last of them (the fold once answered 0.0 here with percentiles)
+    engine = Engine(clock=ManualClock("1970-01-02T00:00:00Z"), executor="fast")
+    engine.insert_rows(
+        [scorer_row(ms, payload={"output": {"score": s}}) for ms, s in ((1, -0.0), (2, 0.0))]
+    )
+    metric = {"json_path": "output.score", "aggregations": ["min", "max", "sum"]}
+    req = {**REQ, "granularity": 3600, "metrics": [{**metric, "percentiles": percentiles}]}
+    got = engine.feedback_stats(req).model_dump()
+    expected = reference_stats(engine, req)
+    assert json.dumps(got["buckets"]) == json.dumps(expected["buckets"])
+    assert json.dumps(got["window_stats"]) == json.dumps(expected["window_stats"])
+    extremes = [got["buckets"][0][f"{agg}_output_score"] for agg in ("min", "max")]
+    assert [repr(v) for v in extremes] == ["-0.0", "-0.0"]

@@ -2,28 +2,45 @@
 
 from __future__ import annotations
 
+import json
 import math
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from refengine import Engine, ManualClock
-from refengine.fast.stats import _window_percentiles, select_rank, selected_percentiles
+from refengine.fast import stats as fast_stats
+from refengine.fast.stats import RankSelector, percentiles
 from refengine.models import FeedbackStatsRes
+from refengine.rows import FeedbackRow
 from refengine.semantics.exact import interpolate
 from refengine.synthetic import synthetic_rows
 from reference import reference_stats
-from strategies import BASE, PROJECT, STATS_ZONES, datasets, populate, stats_requests
+from strategies import (
+    BASE,
+    PROJECT,
+    STATS_ZONES,
+    datasets,
+    populate,
+    quantile_levels,
+    sorted_float_lists,
+    stats_requests,
+    stats_value_requests,
+    stats_value_rows,
+)
 
 Dataset = list[tuple[datetime, dict[str, Any]]]
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equal, with NaN equal to NaN and the int/float kind of numbers compared too."""
+    """Equal, with NaN equal to NaN, the int/float kind of numbers compared too, and
+    floats bit for bit (``-0.0`` is not ``0.0``)."""
     if isinstance(a, float) and isinstance(b, float):
-        return (math.isnan(a) and math.isnan(b)) or a == b
+        return (math.isnan(a) and math.isnan(b)) or repr(a) == repr(b)
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
@@ -159,48 +176,87 @@ def test_time_zone_changes_only_the_rendering(
 
 # --- window percentiles without a merge ------------------------------------------------
 
-sorted_lists = st.lists(
-    st.lists(
-        st.one_of(
-            st.sampled_from([0.0, -0.0, 1.0, 0.5, -2.0]),
-            st.floats(allow_nan=False, allow_infinity=False),
-        ),
-        max_size=12,
-    ).map(sorted),
-    min_size=1,
-    max_size=6,
-)
+
+def _bits(values: list[float | None]) -> list[str]:
+    return [repr(v) for v in values]
 
 
-@given(sorted_lists, st.data())
-def test_select_rank_is_the_sorted_union(lists: list[list[float]], data: st.DataObject) -> None:
-    union = sorted(v for values in lists for v in values)
-    if not union:
-        return
-    rank = data.draw(st.integers(0, len(union) - 1))
-    assert select_rank(lists, rank) == union[rank]
+def _always_selecting() -> Any:
+    """Percentiles selected for two lists or more, down to one candidate a rank."""
+    stack = ExitStack()
+    stack.enter_context(patch.object(fast_stats, "SORT_RATIO", 0))
+    stack.enter_context(patch.object(fast_stats, "GATHER_MIN", 1))
+    stack.enter_context(patch.object(fast_stats, "GATHER_PER_PIECE", 0))
+    return stack
 
 
-@given(sorted_lists, st.lists(st.sampled_from([0.0, 0.05, 0.5, 0.9, 0.999, 1.0]), max_size=4))
-def test_selected_percentiles_agree_with_a_full_sort(
-    lists: list[list[float]], levels: list[float]
+@given(sorted_float_lists, st.data(), st.booleans())
+def test_a_selected_rank_is_the_stable_sorted_union(
+    lists: list[list[float]], data: st.DataObject, narrow: bool
 ) -> None:
-    union = sorted(v for values in lists for v in values)
+    union = sorted(v for values in lists for v in values)  # stable: lists in order
     if not union:
         return
-    assert selected_percentiles(lists, len(union), levels) == [
-        interpolate(union, level) for level in levels
-    ]
+    lists = [values for values in lists if values]
+    with _always_selecting() if narrow else ExitStack():
+        selector = RankSelector([*lists], len(union))
+    ranks = data.draw(st.lists(st.integers(0, len(union) - 1), min_size=1, max_size=4))
+    # the same bits: of equal zeros, the one at that rank in store order
+    assert _bits([selector(rank) for rank in ranks]) == _bits([union[rank] for rank in ranks])
 
 
-@given(sorted_lists, st.lists(st.sampled_from([0.0, 0.05, 0.5, 0.9, 0.999, 1.0]), max_size=4))
-def test_window_percentiles_agree_with_a_full_sort(
-    lists: list[list[float]], levels: list[float]
+@given(sorted_float_lists, quantile_levels, st.booleans())
+def test_percentiles_agree_with_a_full_sort(
+    lists: list[list[float]], levels: list[float], select: bool
 ) -> None:
     union = sorted(v for values in lists for v in values)
     expected = [interpolate(union, level) if union else None for level in levels]
-    got = _window_percentiles(lists, len(union), levels)
-    assert got == expected
+    with _always_selecting() if select else ExitStack():
+        got = percentiles([*lists], len(union), levels)
+    assert _bits(got) == _bits(expected)
+
+
+def _agrees_bit_for_bit(engine: Engine, req: dict[str, Any]) -> None:
+    got = engine.feedback_stats(req)
+    expected = reference_stats(engine, req)
+    assert json.dumps(got.buckets) == json.dumps(expected["buckets"])
+    assert json.dumps(got.window_stats) == json.dumps(expected["window_stats"])
+
+
+@given(
+    stats_value_rows(),
+    stats_value_rows(max_size=20),
+    st.lists(stats_value_requests(), min_size=1, max_size=3),
+    st.booleans(),
+)
+def test_kept_hours_and_runs_agree_with_the_reference_through_writes(
+    first: list[FeedbackRow], later: list[FeedbackRow], reqs: list[dict[str, Any]], purge: bool
+) -> None:
+    # blocks and runs made by the first queries, then rows added anywhere in the
+    # five hours (before the end too) and, maybe, one id's rows removed
+    engine = Engine(clock=ManualClock("1970-01-02T00:00:00Z"))
+    engine.insert_rows(first)
+    for req in reqs:
+        _agrees_bit_for_bit(engine, req)
+    engine.insert_rows(later)
+    if purge and first:
+        expr = {"$eq": [{"$getField": "id"}, {"$literal": first[len(first) // 2].id}]}
+        engine.feedback_purge({"project_id": "e/p", "query": {"$expr": expr}})
+    engine.check_invariants()
+    for req in reversed(reqs):
+        _agrees_bit_for_bit(engine, req)
+    engine.check_invariants()
+
+
+@given(stats_value_rows(), stats_value_requests())
+def test_selected_percentiles_agree_with_the_reference(
+    rows: list[FeedbackRow], req: dict[str, Any]
+) -> None:
+    engine = Engine(clock=ManualClock("1970-01-02T00:00:00Z"))
+    engine.insert_rows(rows)
+    with _always_selecting():
+        _agrees_bit_for_bit(engine, req)
+        _agrees_bit_for_bit(engine, req)  # from the kept runs
 
 
 def test_many_rows_in_few_buckets_agree_with_the_reference_fold() -> None:
