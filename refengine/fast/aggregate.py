@@ -157,7 +157,7 @@ def compile_filters(req: AggregatePlan) -> Filters:
 
 
 def _accepted(
-    column: list[int], decide: Callable[[int], bool], memo: dict[int, bool]
+    column: Sequence[int], decide: Callable[[int], bool], memo: dict[int, bool]
 ) -> Iterable[bool] | None:
     """A keep-mask over ``column`` (codes) from a per-code decision, or ``None`` when
     every row passes. ``decide`` runs once per distinct code per request."""
@@ -363,7 +363,7 @@ class _Packing:
                 having = [c for c, sig in passing.items() if key in sig.keys]
                 self.key_tables.append((key, *_table(dict.fromkeys(having, 1))))
 
-    def counts(self, sig: list[int], lo: int, hi: int) -> Counts:
+    def counts(self, sig: Sequence[int], lo: int, hi: int) -> Counts:
         """The counts of the passing rows of ``[lo, hi)`` of the signature column
         ``sig``: the maps are fresh, the caller's to keep."""
         vectors = self.vectors
@@ -421,7 +421,7 @@ class _Packing:
         return total & _FIELD_MASK, (total >> _FIELD_BITS) & _FIELD_MASK, tag_counts, rating_counts
 
 
-def _loop_counts(signatures: Sequence[Signature], sig: list[int], lo: int, hi: int) -> Counts:
+def _loop_counts(signatures: Sequence[Signature], sig: Sequence[int], lo: int, hi: int) -> Counts:
     """The same counts as :meth:`_Packing.counts` without a filter, one Python step
     per distinct signature of the cell and per tag and key it names."""
     scored = 0
@@ -595,7 +595,7 @@ def _fold_view(
     lone row's value as it is.
     """
     columns, lo, end = view
-    sig, sig_bytes, ratings, ms = columns.sig, columns.sig_bytes, columns.ratings, columns.ms
+    sig_bytes, ratings, ms = columns.sig_bytes, columns.ratings, columns.ms
     assert sig_bytes is not None  # the caller checked: a view without bytes folds as lists
     first = lo
     pass_table, masked_keys, failing = packing.pass_table, packing.masked_keys, packing.failing
@@ -613,7 +613,7 @@ def _fold_view(
                 hi = bisect_left(ms, start + width_ms, hi + 1, end)
         keep: bytes | bytearray | None = None  # which rows of the cell pass, when some do not
         if hi - lo == 1 and mask is None:  # the commonest cell of a small window
-            total = vectors[sig[lo]]
+            total = vectors[sig_bytes[lo]]  # the byte mirror: no int to box
             counted = remembered(total) or unpacked(total)
             rows = counted[0]
             if rows == 0:
@@ -648,9 +648,9 @@ def _fold_view(
                     lo = hi
                     continue
             if keep is None:
-                total = sum(map(vectors.__getitem__, sig[lo:hi]))
+                total = sum(map(vectors.__getitem__, sig_bytes[lo:hi]))
             else:
-                total = sum(map(vectors.__getitem__, compress(sig[lo:hi], keep)))
+                total = sum(map(vectors.__getitem__, compress(sig_bytes[lo:hi], keep)))
             counted = remembered(total) or unpacked(total)
             rows, scored = counted[0], counted[1]
             tag_counts, rating_counts = counted[2].copy(), counted[3].copy()

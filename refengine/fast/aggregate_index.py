@@ -42,9 +42,9 @@ so it never narrows again): :meth:`AggregateIndex.catch_up` raises
 in the window.
 
 At most :data:`MAX_PARTITIONINGS` ``group_by`` sets are kept (least recently used
-are dropped and rebuilt on demand). Memory: 24 bytes per row plus 8 per row per
-rating key for the master columns, and about as much again per row of its range
-for each partitioning kept.
+are dropped and rebuilt on demand). Memory: 18 bytes per row plus 8 per row per
+rating key for the master columns (:mod:`refengine.fast.columns`), and about as
+much again per row of its range for each partitioning kept.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Column storage of the fields ``POST /feedback/aggregate`` reads.
 
-A :class:`Columns` holds a run of rows, in store order, as parallel lists:
+A :class:`Columns` holds a run of rows, in store order, as parallel columns:
 
 * ``ms`` — ``created_at_ms`` (the row's own ``int`` objects, so no copies);
 * ``profile`` — a small integer naming the row's string dimensions (the tuple of
-  :data:`PROFILE_FIELDS`), decoded by a :class:`Codebook` of profiles;
+  :data:`PROFILE_FIELDS`), decoded by a :class:`Codebook` of profiles (an
+  ``array`` of :data:`CODE_TYPE`, as ``sig`` is);
 * ``sig`` — a small integer naming the row's *signature* (its tags and the keys
   of its rating map), decoded by a :class:`Codebook` of :class:`Signature`;
 * ``ratings`` — per rating key seen in the run, the value of every row, ``0.0``
@@ -22,9 +23,10 @@ slice of a value column: the values are added one by one in store order, and the
 ``0.0`` of a row without the key changes nothing (a running sum that starts at
 ``+0.0`` is never ``-0.0``, and ``x + 0.0 == x`` for every other ``x``).
 
-Memory: 8 bytes per row per column (pointers; the int and float objects are the
-rows' own, the ``0.0`` shared) — 24 bytes plus 8 per rating key that occurs in
-the run, plus 2 bytes for the byte mirrors.
+Memory: 8 bytes per row for ``ms`` and for each rating key that occurs in the run
+(list pointers; the int and float objects are the rows' own, the ``0.0`` shared), 4
+each for ``profile`` and ``sig`` (codes in arrays), 2 for the byte mirrors: 18
+bytes plus 8 per rating key.
 
 The per-row work is done by C-level passes (slices, ``map``, ``compress``, ``set``)
 except in :meth:`Columns.check` (and :meth:`Columns.extend_rows` for rows whose
@@ -34,6 +36,7 @@ loops run over distinct codes, distinct rating-key tuples and rating keys.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from itertools import compress, pairwise, repeat
@@ -65,6 +68,10 @@ _profile_of = _field_getter(*PROFILE_FIELDS)
 _ms_of = _field_getter("created_at_ms")
 _tags_of = _field_getter("scorer_tags")
 _ratings_of = _field_getter("scorer_ratings")
+
+CODE_TYPE = "I"
+"""The ``array`` type code of the profile and signature code columns (unsigned, at
+least 4 bytes: codes count distinct values, never more than the rows)."""
 
 K = TypeVar("K", bound=Hashable)
 
@@ -124,6 +131,10 @@ def _extended(mirror: bytearray | None, codes: Iterable[int]) -> bytearray | Non
     it appends them, so a failed extend leaves ``mirror`` as it was."""
     if mirror is None:
         return None
+    if isinstance(codes, array):
+        # An array is a buffer: bytearray.extend would copy its raw bytes (four per
+        # code), not its values.
+        codes = codes.tolist()
     try:
         mirror.extend(codes)
     except ValueError:
@@ -134,7 +145,7 @@ def _extended(mirror: bytearray | None, codes: Iterable[int]) -> bytearray | Non
 class Columns:
     """Parallel columns of a run of rows in store order (see the module docstring).
 
-    Every list — ``ms``, ``profile``, ``sig`` and each ``ratings`` value column —
+    Every column — ``ms``, ``profile``, ``sig`` and each ``ratings`` value column —
     has one entry per row, and so has each byte mirror that is not ``None``.
     """
 
@@ -142,8 +153,10 @@ class Columns:
 
     def __init__(self) -> None:
         self.ms: list[int] = []
-        self.profile: list[int] = []
-        self.sig: list[int] = []
+        # Codes, not objects: 4 bytes a row (a list costs 8 for its pointer) and
+        # nothing for the garbage collector to traverse.
+        self.profile: array[int] = array(CODE_TYPE)
+        self.sig: array[int] = array(CODE_TYPE)
         self.ratings: dict[str, list[float]] = {}
         self.sig_bytes: bytearray | None = bytearray()
         self.profile_bytes: bytearray | None = bytearray()
@@ -260,8 +273,8 @@ class Columns:
             out.profile_bytes = None if profile_bytes is None else profile_bytes[lo:hi]
         else:
             out.ms = list(compress(self.ms[lo:hi], keep))
-            out.profile = list(compress(self.profile[lo:hi], keep))
-            out.sig = list(compress(self.sig[lo:hi], keep))
+            out.profile = array(CODE_TYPE, compress(self.profile[lo:hi], keep))
+            out.sig = array(CODE_TYPE, compress(self.sig[lo:hi], keep))
             out.ratings = {
                 key: list(compress(column[lo:hi], keep)) for key, column in self.ratings.items()
             }
@@ -284,7 +297,7 @@ class Columns:
         if any(a > b for a, b in pairwise(self.ms)):
             raise AssertionError("ms column out of order")
         for mirror, codes in ((self.sig_bytes, self.sig), (self.profile_bytes, self.profile)):
-            if mirror is not None and list(mirror) != codes:
+            if mirror is not None and list(mirror) != list(codes):
                 raise AssertionError("a byte mirror differs from its codes")
         if signatures is None:
             return
