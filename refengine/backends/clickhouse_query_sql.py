@@ -195,7 +195,10 @@ class Translator:
         if isinstance(value, bool):
             return Expr("bool", self.binder.bind(value, "Bool"), node)
         if isinstance(value, int):
-            return Expr("number", self.binder.bind(value, "Int64"), node)
+            # Past Int64 (the model admits up to UInt64's range) an Int64 parameter
+            # would wrap: bound as UInt64 it keeps its value, as the engine reads it.
+            kind = "Int64" if value < 2**63 else "UInt64"
+            return Expr("number", self.binder.bind(value, kind), node)
         if isinstance(value, float):
             return Expr("number", self.binder.bind(value, "Float64"), node)
         return Expr("string", self.binder.bind(value, "String"), node)

@@ -82,6 +82,9 @@ class Compiled(NamedTuple):
     kind: Kind
     get: Getter
     literal: LiteralOperation | None = None
+    # For an integer-typed number ($size: UInt64; $convert to int: Int64, to bool:
+    # UInt8), its ClickHouse type: a string compared with it must be an integer.
+    integer: str | None = None
 
 
 # --- fields --------------------------------------------------------------------------
@@ -544,7 +547,8 @@ def compile_convert(node: ConvertOperation, depth: int) -> Compiled:
         "int": to_int64_or_null,
         "bool": to_uint8_or_null,
     }[to]
-    return Compiled("number", lambda row: parse(get(row)))
+    integer = {"int": "Int64", "bool": "UInt8"}.get(to)
+    return Compiled("number", lambda row: parse(get(row)), integer=integer)
 
 
 _CAST_FUNCTIONS = {"double": "toFloat64OrNull", "int": "toInt64OrNull", "bool": "toUInt8OrNull"}
@@ -593,6 +597,28 @@ _NUMERIC: frozenset[str] = frozenset({"number", "bool"})
 _TEXT: frozenset[str] = frozenset({"string", "json", "mapstr"})
 
 
+_SIGNED_DIGITS = re.compile(r"[+-]?[0-9]+")
+_UNSIGNED_DIGITS = re.compile(r"\+?[0-9]+")
+
+
+def _number_for(text: str, integer: str | None) -> float | int | None:
+    """A string literal compared with a number, as ClickHouse converts it to the
+    number's type (SEMANTICS "Query / Comparisons"): ``toFloat64OrNull``'s reading
+    for a float; for an integer type only an optional sign (``+`` alone for an
+    unsigned type) and digits — ``"1e+06"``, ``"5.0"`` or ``" 5"`` fail to convert
+    (``None``: the caller's 400).
+
+    >>> [_number_for(s, "UInt64") for s in ("+5", "05", "-1", "1e+06")]
+    [5, 5, None, None]
+    >>> _number_for("1e+06", None), _number_for("-1", "Int64")
+    (1000000.0, -1)
+    """
+    if integer is None:
+        return to_float64_or_null(text)
+    digits = _SIGNED_DIGITS if integer == "Int64" else _UNSIGNED_DIGITS
+    return int(text) if digits.fullmatch(text) else None
+
+
 def _side_for(other: Compiled, side: Compiled) -> Compiled:
     """``side`` made comparable with ``other``: a literal converted to the kind of a
     date or status column, a field cast by a literal."""
@@ -606,7 +632,7 @@ def _side_for(other: Compiled, side: Compiled) -> Compiled:
             # An unknown status name matches nothing: the comparison is false.
             return Compiled("enum", lambda row: code, side.literal)
         if other.kind == "number" and side.kind == "string":
-            number = to_float64_or_null(value)
+            number = _number_for(value, other.integer)
             if number is None:
                 raise InvalidRequest(format_message(errors.BAD_NUMBER_LITERAL, value=value))
             return Compiled("number", lambda row: number, side.literal)
@@ -791,7 +817,7 @@ def compile_size(node: SizeOperation, depth: int) -> Compiled:
     if inner.kind not in ("array", "map"):
         raise _illegal("length", inner.kind)
     get = inner.get
-    return Compiled("number", lambda row: len(get(row)))
+    return Compiled("number", lambda row: len(get(row)), integer="UInt64")
 
 
 # --- logic ---------------------------------------------------------------------------
