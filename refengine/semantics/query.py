@@ -603,10 +603,10 @@ _UNSIGNED_DIGITS = re.compile(r"\+?[0-9]+")
 
 def _number_for(text: str, integer: str | None) -> float | int | None:
     """A string literal compared with a number, as ClickHouse converts it to the
-    number's type (SEMANTICS "Query / Comparisons"): ``toFloat64OrNull``'s reading
-    for a float; for an integer type only an optional sign (``+`` alone for an
-    unsigned type) and digits — ``"1e+06"``, ``"5.0"`` or ``" 5"`` fail to convert
-    (``None``: the caller's 400).
+    number's type (SEMANTICS "Query / Casts inferred from the literal"):
+    ``toFloat64OrNull``'s reading for a float; for an integer type only an optional
+    sign (``+`` alone for an unsigned type) and digits — ``"1e+06"``, ``"5.0"`` or
+    ``" 5"`` fail to convert (``None``: the caller's 400).
 
     >>> [_number_for(s, "UInt64") for s in ("+5", "05", "-1", "1e+06")]
     [5, 5, None, None]
